@@ -1,0 +1,57 @@
+# Triton ONNX toolkit. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SETUP_STAMP := $(VENV)/.setup-stamp
+EXTRAS := build,serve,client,bench,export,dev
+
+.PHONY: help setup models repository check-repository lint-repository demo test test-unit \
+        test-integration lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: $(SETUP_STAMP) ## create or refresh .venv with everything (registry packages only)
+
+$(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	bash scripts/install_system_deps.sh
+	@touch $@
+
+models: setup ## train and export the example models into artifacts/ (cached)
+	$(PY) -m model_zoo digits --out artifacts/digits
+
+repository: models ## build the example repository for this machine (target auto) into build/
+	$(PY) -m build_scripts build --spec models.yaml --target auto --out build/model_repository
+
+check-repository: models ## fail if model_repository/ differs from what models.yaml generates
+	$(PY) -m build_scripts build --spec models.yaml --target tensorrt --out model_repository --check
+
+lint-repository: repository ## lint the locally built repository
+	$(PY) -m build_scripts lint build/model_repository
+
+lint: setup ## ruff over the code
+	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo tests
+
+format: setup ## ruff format
+	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo tests
+
+test-unit: setup ## unit tests (no server)
+	$(PY) -m pytest tests/unit -q
+
+test-integration: models ## integration tests against a real local Triton
+	$(PY) -m pytest tests/integration -q
+
+test: setup models lint ## everything CI runs: lint, unit and integration tests, repository check
+	$(PY) -m pytest tests -q
+	$(MAKE) --no-print-directory check-repository
+
+clean: ## remove build outputs and caches (keeps .venv)
+	rm -rf build .cache artifacts results .pytest_cache

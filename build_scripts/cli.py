@@ -1,0 +1,132 @@
+"""`python -m build_scripts {build,lint,serve}`: parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from build_scripts.errors import BuildError
+from build_scripts.spec import Target
+
+log = logging.getLogger("build_scripts")
+console = Console(stderr=True)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING - 10 * verbosity if verbosity else logging.INFO
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False,
+                                              show_time=False, markup=False)])
+    if verbosity < 2:  # keep third-party chatter out of the build output
+        for noisy in ("onnxruntime", "polygraphy", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("build_scripts.onnx_inspect").setLevel(logging.WARNING)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from build_scripts.builder import build_repository  # noqa: PLC0415
+    from build_scripts.repository_check import check_repository  # noqa: PLC0415
+    from build_scripts.spec import load_spec  # noqa: PLC0415
+
+    spec = load_spec(args.spec)
+    target = Target(args.target)
+    if args.check:
+        diffs = check_repository(spec, target=target, repository=args.out,
+                                 cache_dir=args.cache_dir)
+        for diff in diffs:
+            print(diff)
+        if diffs:
+            print(f"CheckFailed: {args.out} differs from {args.spec} in {len(diffs)} place(s); "
+                  f"regenerate with: python -m build_scripts build --spec {args.spec} "
+                  f"--target {args.target} --out {args.out}", file=sys.stderr)
+            return 1
+        print(f"{args.out} is equal to what {args.spec} generates (target {target.value})")
+        return 0
+    with console.status("building…") as status:
+        result = build_repository(spec, target=target, out=args.out, cache_dir=args.cache_dir,
+                                  on_step=lambda message: (status.update(message),
+                                                           log.info("%s", message)))
+    if result.up_to_date:
+        print(f"{result.out} is up to date (target {result.target.value}, "
+              f"{result.seconds:.2f} s)")
+        return 0
+    for model in result.models:
+        line = f"  {model.name:<28} {model.kind:<12} {model.artifact or '-':<11}"
+        if model.accuracy is not None:
+            line += f" {model.accuracy.describe()}"
+        print(line)
+    print(f"built {len(result.models)} models into {result.out} "
+          f"(target {result.target.value}) in {result.seconds:.1f} s")
+    return 0
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from build_scripts.lint import format_problems, lint_repository  # noqa: PLC0415
+
+    problems = lint_repository(args.repository, release=args.release)
+    if problems:
+        print(format_problems(problems))
+        print(f"{len(problems)} problem(s) in {args.repository}", file=sys.stderr)
+        return 1
+    print(f"{args.repository}: no problems")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from build_scripts.local_triton import serve_forever  # noqa: PLC0415
+
+    return serve_forever(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                         metrics_port=args.metrics_port, model_control=args.model_control,
+                         on_ready=lambda urls: print(
+                             f"Triton is ready: HTTP {urls.http}  gRPC {urls.grpc}  "
+                             f"metrics {urls.metrics}  (Ctrl-C to stop)", flush=True))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m build_scripts", description=__doc__)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build a Triton model repository from a spec")
+    build.add_argument("--spec", type=Path, default=Path("models.yaml"))
+    build.add_argument("--target", choices=[t.value for t in Target], default="auto")
+    build.add_argument("--out", type=Path, required=True, help="repository directory")
+    build.add_argument("--cache-dir", type=Path, default=None,
+                       help="artifact cache (default: .cache/build_scripts beside the spec)")
+    build.add_argument("--check", action="store_true",
+                       help="regenerate into a temp dir and fail on any difference from --out")
+    build.set_defaults(run=_build)
+
+    lint = sub.add_parser("lint", help="check any Triton model repository")
+    lint.add_argument("repository", type=Path)
+    lint.add_argument("--release", default=None,
+                      help="NGC release (YY.MM) whose TensorRT version plans must match")
+    lint.set_defaults(run=_lint)
+
+    serve = sub.add_parser("serve", help="serve a repository with a local tritonserver")
+    serve.add_argument("repository", type=Path)
+    serve.add_argument("--http-port", type=int, default=None)
+    serve.add_argument("--grpc-port", type=int, default=None)
+    serve.add_argument("--metrics-port", type=int, default=None)
+    serve.add_argument("--model-control", choices=["none", "explicit", "poll"], default="none")
+    serve.set_defaults(run=_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.run(args))
+    except BuildError as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted: nothing was replaced", file=sys.stderr)
+        return 130

@@ -1,0 +1,50 @@
+"""Exception hierarchy of build_scripts: every failure the builder reports is a BuildError."""
+
+from __future__ import annotations
+
+
+class BuildError(Exception):
+    """Root of every error raised by build_scripts."""
+
+
+class SpecError(BuildError):
+    """The YAML spec is invalid. The message names the file, the field path and the fix."""
+
+    def __init__(self, source: str, field_path: str, problem: str) -> None:
+        self.source = source
+        self.field_path = field_path
+        self.problem = problem
+        where = f"{source}: {field_path}" if field_path else source
+        super().__init__(f"{where}: {problem}")
+
+
+class OnnxModelError(BuildError):
+    """An ONNX model is unreadable, fails the checker, or its declared dynamic axes are not dynamic."""
+
+
+class PrecisionError(BuildError):
+    """A precision transform (fp16, int8) could not be produced."""
+
+
+class AccuracyGateError(PrecisionError):
+    """A transformed model exceeds the accuracy budget declared in the spec."""
+
+
+class EngineBuildError(BuildError):
+    """A TensorRT plan could not be built (TensorRT or a GPU missing, or the build failed)."""
+
+
+class ConfigError(BuildError):
+    """A config.pbtxt could not be generated or parsed."""
+
+
+class EnsembleError(BuildError):
+    """An ensemble's wiring is invalid. The message names the ensemble and the failing step."""
+
+
+class RepositoryCheckError(BuildError):
+    """`build --check` found differences between the spec and a committed repository."""
+
+
+class ServerError(BuildError):
+    """The local Triton server could not be started, became unhealthy, or failed to load a model."""

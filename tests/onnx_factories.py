@@ -1,0 +1,79 @@
+"""Tiny ONNX models for tests, built with onnx.helper (no downloads, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_classifier(
+    path: Path, *, features: int = 16, classes: int = 4, seed: int = 0,
+    batch: int | str = "batch", softmax: bool = True,
+) -> Path:
+    """x[batch, features] -> MatMul -> Add -> Relu -> MatMul -> (Softmax) -> y[batch, classes]."""
+    rng = np.random.default_rng(seed)
+    hidden = 32
+    w1 = numpy_helper.from_array(rng.normal(0, 0.5, (features, hidden)).astype(np.float32), "w1")
+    b1 = numpy_helper.from_array(rng.normal(0, 0.1, (hidden,)).astype(np.float32), "b1")
+    w2 = numpy_helper.from_array(rng.normal(0, 0.5, (hidden, classes)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["logits" if softmax else "y"]),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["y"], axis=-1))
+    graph = helper.make_graph(
+        nodes, "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, classes])],
+        initializer=[w1, b1, w2],
+    )
+    return _save(graph, path)
+
+
+def make_baked_batch_model(path: Path, *, features: int = 8) -> Path:
+    """Declares a dynamic batch axis, but a Reshape constant bakes batch 1 in (a classic)."""
+    shape = numpy_helper.from_array(np.array([1, features], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "baked",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features])],
+        initializer=[shape],
+    )
+    return _save(graph, path)
+
+
+def make_image_model(path: Path, *, channels: int = 1, size: int = 8, classes: int = 10) -> Path:
+    """pixels[batch, C, H, W] -> Flatten -> Gemm -> logits[batch, classes] (digits-like I/O)."""
+    rng = np.random.default_rng(1)
+    flat = channels * size * size
+    w = numpy_helper.from_array(rng.normal(0, 0.2, (classes, flat)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(classes, np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["pixels"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "w", "b"], ["logits"], transB=1),
+        ],
+        "image",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT,
+                                       ["batch", channels, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
+        initializer=[w, b],
+    )
+    return _save(graph, path)
