@@ -19,7 +19,7 @@ class SpecError(BuildError):
 
 
 class OnnxModelError(BuildError):
-    """An ONNX model is unreadable, fails the checker, or its declared dynamic axes are not dynamic."""
+    """An ONNX model is unreadable, fails the checker, or its dynamic axes are not dynamic."""
 
 
 class PrecisionError(BuildError):

@@ -21,7 +21,7 @@ def _step_label(pipeline: PipelineSpec, index: int, step: PipelineStep) -> str:
 
 
 def _source_for(
-    pipeline: PipelineSpec, index: int, step: PipelineStep, input_name: str,
+    pipeline: PipelineSpec, index: int, step: PipelineStep, input_name: str, *,
     config: mc.ModelConfig, available: Mapping[str, mc.ModelOutput | mc.ModelInput],
     previous_outputs: list[str],
 ) -> str:
@@ -81,8 +81,8 @@ def ensemble_config(
                 available[name] = tensor
                 producer[name] = -1
             else:
-                name = _source_for(pipeline, index, step, tensor.name, config, available,
-                                   previous_outputs)
+                name = _source_for(pipeline, index, step, tensor.name, config=config,
+                                   available=available, previous_outputs=previous_outputs)
             entry.input_map[tensor.name] = name
             consumed.add(name)
         outputs: dict[str, str] = {}

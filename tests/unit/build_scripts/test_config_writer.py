@@ -58,15 +58,18 @@ WARMUP = [WarmupInput(name="pixels", dtype=DataType.FP32, dims=(1, 8, 8), file_n
 
 def test_tensorrt_model_config_has_every_field(spec) -> None:
     model = spec.models[0]
-    config = roundtrip(model_config(model, inspect_onnx(model.onnx), target=Target.TENSORRT,
-                                    warmup=WARMUP))
+    config = roundtrip(
+        model_config(model, inspect_onnx(model.onnx), target=Target.TENSORRT, warmup=WARMUP)
+    )
     assert config.name == "clf"
     assert config.platform == "tensorrt_plan"
     assert config.max_batch_size == 32
     assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
-        ("pixels", mc.TYPE_FP32, [1, 8, 8])]  # no batch axis in dims
+        ("pixels", mc.TYPE_FP32, [1, 8, 8])
+    ]  # no batch axis in dims
     assert [(o.name, list(o.dims), o.label_filename) for o in config.output] == [
-        ("logits", [10], "labels.txt")]
+        ("logits", [10], "labels.txt")
+    ]
     db = config.dynamic_batching
     assert list(db.preferred_batch_size) == [8, 32]
     assert db.max_queue_delay_microseconds == 250
@@ -74,8 +77,11 @@ def test_tensorrt_model_config_has_every_field(spec) -> None:
     assert db.default_queue_policy.timeout_action == mc.ModelQueuePolicy.REJECT
     assert db.default_queue_policy.default_timeout_microseconds == 5000
     group = config.instance_group[0]
-    assert (group.kind, group.count, list(group.gpus)) == (mc.ModelInstanceGroup.KIND_GPU, 2,
-                                                           [0, 1])
+    assert (group.kind, group.count, list(group.gpus)) == (
+        mc.ModelInstanceGroup.KIND_GPU,
+        2,
+        [0, 1],
+    )
     assert config.version_policy.latest.num_versions == 2
     warm = config.model_warmup[0]
     assert (warm.batch_size, warm.count) == (4, 2)
@@ -83,7 +89,9 @@ def test_tensorrt_model_config_has_every_field(spec) -> None:
     assert list(warm.inputs["pixels"].dims) == [1, 8, 8]
     assert config.optimization.cuda.graphs
     assert {k: v.string_value for k, v in config.parameters.items()} == {
-        "owner": "team-a", "fast": "true"}
+        "owner": "team-a",
+        "fast": "true",
+    }
     assert config.response_cache.enable
 
 
@@ -113,10 +121,12 @@ def test_auto_target_must_be_resolved(spec) -> None:
 
 def test_unbatched_model_keeps_full_dims_and_scalar_reshape(tmp_path: Path) -> None:
     make_image_model(tmp_path / "clf.onnx")
-    spec = parse_spec("models:\n  - {name: clf, onnx: clf.onnx, max_batch_size: 0}\n",
-                      tmp_path / "models.yaml")
-    config = model_config(spec.models[0], inspect_onnx(spec.models[0].onnx),
-                          target=Target.ONNXRUNTIME)
+    spec = parse_spec(
+        "models:\n  - {name: clf, onnx: clf.onnx, max_batch_size: 0}\n", tmp_path / "models.yaml"
+    )
+    config = model_config(
+        spec.models[0], inspect_onnx(spec.models[0].onnx), target=Target.ONNXRUNTIME
+    )
     assert config.max_batch_size == 0
     assert not config.HasField("dynamic_batching")
     assert list(config.input[0].dims) == [-1, 1, 8, 8]

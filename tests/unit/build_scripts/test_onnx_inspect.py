@@ -52,7 +52,8 @@ def test_baked_batch_fails_with_clear_message(tmp_path: Path) -> None:
 def test_output_that_ignores_batch_is_caught(tmp_path: Path) -> None:
     # y = ReduceSum(x) over all axes, declared as [batch]: batch 3 yields a single value.
     graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)], "g",
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])],
     )
@@ -74,7 +75,8 @@ def test_missing_and_corrupt_files(tmp_path: Path) -> None:
 
 def test_checker_failure_is_reported(tmp_path: Path) -> None:
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"])], "dup",
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"])],
+        "dup",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
     )

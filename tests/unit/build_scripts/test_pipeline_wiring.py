@@ -37,8 +37,9 @@ pipelines:
 def build(tmp_path: Path, pipeline: str) -> tuple[BuildSpec, dict[str, mc.ModelConfig]]:
     make_image_model(tmp_path / "clf.onnx")
     spec = parse_spec(BASE + pipeline, tmp_path / "models.yaml")
-    configs = {m.name: model_config(m, inspect_onnx(m.onnx), target=Target.LOCAL)
-               for m in spec.models}
+    configs = {
+        m.name: model_config(m, inspect_onnx(m.onnx), target=Target.LOCAL) for m in spec.models
+    }
     configs.update({s.name: python_step_config(s) for s in spec.python_steps})
     return spec, configs
 
@@ -49,7 +50,9 @@ def test_chain_is_wired_by_single_io_and_names(tmp_path: Path) -> None:
     assert config.platform == "ensemble" and config.max_batch_size == 8
     assert [i.name for i in config.input] == ["IMAGE"]
     assert [(o.name, o.data_type) for o in config.output] == [
-        ("LABELS", mc.TYPE_STRING), ("SCORES", mc.TYPE_FP32)]
+        ("LABELS", mc.TYPE_STRING),
+        ("SCORES", mc.TYPE_FP32),
+    ]
     steps = config.ensemble_scheduling.step
     assert [s.model_name for s in steps] == ["pre", "clf", "post"]
     assert dict(steps[1].input_map) == {"pixels": "PIXELS"}  # single output -> single input
@@ -59,14 +62,17 @@ def test_chain_is_wired_by_single_io_and_names(tmp_path: Path) -> None:
 
 
 def test_explicit_maps_rename_tensors(tmp_path: Path) -> None:
-    spec, configs = build(tmp_path, """  - name: p
+    spec, configs = build(
+        tmp_path,
+        """  - name: p
     max_batch_size: 8
     outputs: [LABELS]
     steps:
       - {model: pre, inputs: {IMAGE: RAW}}
       - {model: clf, inputs: {pixels: PIXELS}, outputs: {logits: LOGITS}}
       - post
-""")
+""",
+    )
     config = ensemble_config(spec.pipelines[0], configs)
     assert [i.name for i in config.input] == ["RAW"]
     assert [o.name for o in config.output] == ["LABELS"]
@@ -76,19 +82,25 @@ def test_explicit_maps_rename_tensors(tmp_path: Path) -> None:
 
 
 def test_unknown_map_key_names_the_step(tmp_path: Path) -> None:
-    spec, configs = build(tmp_path, """  - name: p
+    spec, configs = build(
+        tmp_path,
+        """  - name: p
     max_batch_size: 8
     steps: [pre, {model: clf, inputs: {image: PIXELS}}, post]
-""")
+""",
+    )
     with pytest.raises(EnsembleError, match=r"step 1 'clf': `inputs` maps 'image'"):
         ensemble_config(spec.pipelines[0], configs)
 
 
 def test_unproduced_source_names_the_step(tmp_path: Path) -> None:
-    spec, configs = build(tmp_path, """  - name: p
+    spec, configs = build(
+        tmp_path,
+        """  - name: p
     max_batch_size: 8
     steps: [pre, {model: clf, inputs: {pixels: NOPE}}, post]
-""")
+""",
+    )
     with pytest.raises(EnsembleError, match=r"step 1 'clf': input 'pixels' is mapped to 'NOPE'"):
         ensemble_config(spec.pipelines[0], configs)
 
@@ -102,9 +114,12 @@ def test_ambiguous_input_asks_for_a_map(tmp_path: Path) -> None:
 
 
 def test_duplicate_producer_is_rejected(tmp_path: Path) -> None:
-    spec, configs = build(tmp_path, """  - name: p
+    spec, configs = build(
+        tmp_path,
+        """  - name: p
     max_batch_size: 8
     steps: [pre, {model: clf, outputs: {logits: PIXELS}}, post]
-""")
+""",
+    )
     with pytest.raises(EnsembleError, match="produce ensemble tensor 'PIXELS' a second time"):
         ensemble_config(spec.pipelines[0], configs)

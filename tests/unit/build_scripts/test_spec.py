@@ -83,14 +83,18 @@ def test_precision_requires_accuracy_budget() -> None:
 
 
 def test_int8_requires_calibration() -> None:
-    message = error_of(MINIMAL + "    precision: int8\n"
-                       "    accuracy: {metric: cosine, threshold: 0.99, holdout: h.npz}\n")
+    message = error_of(
+        MINIMAL + "    precision: int8\n"
+        "    accuracy: {metric: cosine, threshold: 0.99, holdout: h.npz}\n"
+    )
     assert "models[0].calibration: is required for precision int8" in message
 
 
 def test_accuracy_budget_is_typed() -> None:
-    spec = parse(MINIMAL + "    precision: fp16\n"
-                 "    accuracy: {metric: max_abs_diff, threshold: 0.01, holdout: h.npz}\n")
+    spec = parse(
+        MINIMAL + "    precision: fp16\n"
+        "    accuracy: {metric: max_abs_diff, threshold: 0.01, holdout: h.npz}\n"
+    )
     budget = spec.models[0].accuracy
     assert budget is not None
     assert budget.metric is AccuracyMetric.MAX_ABS_DIFF
@@ -118,7 +122,9 @@ def test_tensorrt_profile_bounds_follow_max_batch_size() -> None:
 
 
 def test_duplicate_names_across_kinds_are_rejected() -> None:
-    text = MINIMAL + """
+    text = (
+        MINIMAL
+        + """
 python_steps:
   - name: clf
     function: processing.steps:preprocess_images
@@ -126,6 +132,7 @@ python_steps:
     inputs: [{name: IMAGE, dtype: BYTES, dims: [1]}]
     outputs: [{name: PIXELS, dtype: FP32, dims: [1, 8, 8]}]
 """
+    )
     assert "duplicate model name 'clf'" in error_of(text)
 
 
@@ -144,10 +151,8 @@ python_steps:
     outputs: [{name: PIXELS, dtype: FP32, dims: [1, 8, 8]}]
 """
     assert "python_steps[0].function: 'not a function' must look like" in error_of(text)
-    bad_dims = text.replace("not a function", "processing.steps:f").replace("[1, 8, 8]",
-                                                                             "[0, 8]")
-    assert "python_steps[0].outputs[0].dims[0]: must be a positive size or -1" in error_of(
-        bad_dims)
+    bad_dims = text.replace("not a function", "processing.steps:f").replace("[1, 8, 8]", "[0, 8]")
+    assert "python_steps[0].outputs[0].dims[0]: must be a positive size or -1" in error_of(bad_dims)
 
 
 def test_yaml_syntax_error_has_position() -> None:
@@ -169,4 +174,7 @@ def test_example_spec_loads() -> None:
     spec = load_spec(Path(__file__).parents[3] / "models.yaml")
     assert "digits" in spec.names
     assert [s.model for s in spec.pipelines[0].steps] == [
-        "digits_preprocess", "digits_classifier", "digits_postprocess"]
+        "digits_preprocess",
+        "digits_classifier",
+        "digits_postprocess",
+    ]

@@ -1,0 +1,289 @@
+"""The accuracy gate: a transformed model must stay within its budget against the fp32 source.
+
+Both models run in ONNX Runtime (CPUExecutionProvider) on the same held-out samples, in batches
+of 64 (or the model's fixed leading dim). One output is compared: `output_name`, by default the
+reference model's FIRST graph output. Metrics (spec.AccuracyMetric):
+
+- top1_agreement: fraction of rows whose argmax over the last axis agrees. An output with more
+  than two axes ([batch, tokens, classes]) counts every leading position as a row.
+- cosine: the SMALLEST cosine similarity over rows (each batch row flattened); one bad row is
+  enough to fail. Two all-zero rows count as identical (1.0), one all-zero row as 0.0.
+- max_abs_diff: the largest absolute difference over all elements.
+
+Rows where the candidate is non-finite (inf/NaN: fp16 overflow) but the reference is finite
+count as the worst case: disagreement, cosine -1, difference inf. Higher-is-better metrics pass
+when measured >= threshold; max_abs_diff passes when measured <= threshold.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from build_scripts.errors import AccuracyGateError, PrecisionError
+from build_scripts.samples import (
+    ModelInput,
+    SamplePurpose,
+    batch_size_for,
+    conform_samples,
+    iter_batches,
+    load_samples,
+    read_model_inputs,
+    sample_count,
+)
+from build_scripts.spec import AccuracyBudget, AccuracyMetric, Precision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """The result of comparing one output of two models over a sample set."""
+
+    metric: AccuracyMetric
+    measured: float
+    samples: int  # batch rows fed to both models
+    output_name: str
+    nonfinite_rows: int = 0  # rows where the candidate is inf/NaN and the reference is not
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyReport:
+    """One accuracy-gate verdict, ready for logs and the provenance manifest."""
+
+    model_name: str
+    precision: Precision
+    metric: AccuracyMetric
+    threshold: float
+    measured: float
+    samples: int
+    passed: bool
+    output_name: str = ""
+    nonfinite_rows: int = 0
+
+    @property
+    def margin(self) -> float:
+        """How far inside the budget the measurement is: positive passes, negative fails."""
+        if self.metric.higher_is_better:
+            return self.measured - self.threshold
+        return self.threshold - self.measured
+
+    def describe(self) -> str:
+        """E.g. 'm_int8 (int8): top1_agreement 0.9950 over 400 samples, budget >= 0.9800
+        (margin +0.0150) PASS'."""
+        fmt = _FORMATS[self.metric]
+        relation = ">=" if self.metric.higher_is_better else "<="
+        output = f" [output {self.output_name}]" if self.output_name else ""
+        nonfinite = (f", {self.nonfinite_rows} rows non-finite in the candidate"
+                     if self.nonfinite_rows else "")
+        return (f"{self.model_name} ({self.precision.value}){output}: {self.metric.value} "
+                f"{self.measured:{fmt}} over {self.samples} samples{nonfinite}, budget "
+                f"{relation} {self.threshold:{fmt}} (margin {self.margin:+{fmt}}) "
+                f"{'PASS' if self.passed else 'FAIL'}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the manifest's `accuracy` field."""
+        return {
+            "metric": self.metric.value,
+            "threshold": self.threshold,
+            "measured": self.measured if math.isfinite(self.measured) else str(self.measured),
+            "margin": self.margin if math.isfinite(self.margin) else str(self.margin),
+            "samples": self.samples,
+            "output": self.output_name,
+            "nonfinite_rows": self.nonfinite_rows,
+            "passed": self.passed,
+        }
+
+
+_FORMATS = {
+    AccuracyMetric.TOP1_AGREEMENT: ".4f",
+    AccuracyMetric.COSINE: ".6f",
+    AccuracyMetric.MAX_ABS_DIFF: ".4g",
+}
+
+
+def budget_met(metric: AccuracyMetric, measured: float, threshold: float) -> bool:
+    """measured >= threshold (top1, cosine) or <= threshold (max_abs_diff); NaN never passes."""
+    if math.isnan(measured):
+        return False
+    return measured >= threshold if metric.higher_is_better else measured <= threshold
+
+
+class _Accumulator:
+    """Folds per-batch comparisons into one metric value over the whole sample set."""
+
+    def __init__(self, metric: AccuracyMetric) -> None:
+        self.metric = metric
+        self.rows = 0
+        self.agree = 0
+        self.worst_cosine = math.inf
+        self.max_diff = 0.0
+        self.nonfinite_rows = 0
+
+    def add(self, ref: np.ndarray, cand: np.ndarray) -> None:
+        ref = np.asarray(ref, dtype=np.float64)
+        cand = np.asarray(cand, dtype=np.float64)
+        if self.metric is AccuracyMetric.TOP1_AGREEMENT:
+            if ref.ndim < 2:
+                raise PrecisionError(f"top1_agreement needs a class axis, but the output has "
+                                     f"shape {ref.shape}; use cosine or max_abs_diff")
+            ref = ref.reshape(-1, ref.shape[-1])
+            cand = cand.reshape(ref.shape)
+        else:
+            ref = ref.reshape(ref.shape[0], -1)
+            cand = cand.reshape(ref.shape)
+        bad = np.any(~np.isfinite(cand), axis=1) & np.all(np.isfinite(ref), axis=1)
+        self.nonfinite_rows += int(bad.sum())
+        self.rows += ref.shape[0]
+        if self.metric is AccuracyMetric.TOP1_AGREEMENT:
+            same = np.argmax(ref, axis=1) == np.argmax(cand, axis=1)
+            self.agree += int(np.sum(same & ~bad))
+        elif self.metric is AccuracyMetric.COSINE:
+            self.worst_cosine = min(self.worst_cosine, float(np.min(_row_cosine(ref, cand, bad))))
+        else:
+            diff = np.where(bad[:, None], np.inf, np.abs(ref - cand))
+            self.max_diff = max(self.max_diff, float(np.max(diff)) if diff.size else 0.0)
+
+    def value(self) -> float:
+        if self.metric is AccuracyMetric.TOP1_AGREEMENT:
+            return self.agree / self.rows if self.rows else math.nan
+        if self.metric is AccuracyMetric.COSINE:
+            return self.worst_cosine if self.rows else math.nan
+        return self.max_diff
+
+
+def _row_cosine(ref: np.ndarray, cand: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    norm_r = np.linalg.norm(ref, axis=1)
+    norm_c = np.linalg.norm(np.where(np.isfinite(cand), cand, 0.0), axis=1)
+    both_zero = (norm_r == 0) & (norm_c == 0)
+    denom = np.where(norm_r * norm_c > 0, norm_r * norm_c, 1.0)
+    cos = np.where(norm_r * norm_c > 0,
+                   np.sum(ref * np.where(np.isfinite(cand), cand, 0.0), axis=1) / denom, 0.0)
+    cos = np.where(both_zero, 1.0, cos)
+    cos = np.where(bad, -1.0, cos)
+    return np.clip(cos, -1.0, 1.0)
+
+
+def _session(path: Path, role: str) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT's pybind errors (Fail, InvalidGraph, NoSuchFile, ...)
+        raise PrecisionError(f"{role} model {path}: ONNX Runtime cannot load it: "
+                             f"{type(e).__name__}: {e}") from e
+
+
+def compare(
+    reference: Path,
+    candidate: Path,
+    samples: Mapping[str, np.ndarray],
+    metric: AccuracyMetric,
+    *,
+    output_name: str | None = None,
+) -> Comparison:
+    """Run both models on `samples` and compare one output (default: the reference's first)."""
+    reference, candidate = Path(reference), Path(candidate)
+    ref_sess, cand_sess = _session(reference, "reference"), _session(candidate, "candidate")
+    name = output_name or ref_sess.get_outputs()[0].name
+    for path, sess in ((reference, ref_sess), (candidate, cand_sess)):
+        names = [o.name for o in sess.get_outputs()]
+        if name not in names:
+            raise PrecisionError(f"{path}: has no output {name!r} (outputs: {names})")
+    inputs: tuple[ModelInput, ...] = read_model_inputs(reference)
+    feed = conform_samples(samples, inputs, model=str(reference), purpose=SamplePurpose.HOLDOUT)
+    total = sample_count(feed)
+    batch_size = batch_size_for(inputs, total, model=str(reference))
+    acc = _Accumulator(metric)
+    for batch in iter_batches(feed, batch_size):
+        ref_out = _run(ref_sess, reference, name, batch)
+        cand_out = _run(cand_sess, candidate, name, batch)
+        if ref_out.shape != cand_out.shape:
+            raise PrecisionError(f"{candidate}: output {name!r} has shape {cand_out.shape}, the "
+                                 f"reference {reference} gives {ref_out.shape}")
+        acc.add(ref_out, cand_out)
+    if acc.nonfinite_rows:
+        log.warning("%s: %d of %d rows of output %r are inf/NaN where the reference is finite",
+                    candidate, acc.nonfinite_rows, acc.rows, name)
+    return Comparison(metric=metric, measured=acc.value(), samples=total, output_name=name,
+                      nonfinite_rows=acc.nonfinite_rows)
+
+
+def _run(sess: ort.InferenceSession, path: Path, output: str,
+         batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    try:
+        return np.asarray(sess.run([output], dict(batch))[0])
+    except Exception as e:  # ORT's pybind errors (InvalidArgument, Fail, ...)
+        raise PrecisionError(f"{path}: inference failed on the samples: "
+                             f"{type(e).__name__}: {e}") from e
+
+
+def measure(
+    reference: Path,
+    candidate: Path,
+    samples: Mapping[str, np.ndarray],
+    metric: AccuracyMetric,
+    *,
+    output_name: str | None = None,
+) -> float:
+    """The metric value of `candidate` against `reference` on `samples` (see module doc)."""
+    return compare(reference, candidate, samples, metric, output_name=output_name).measured
+
+
+def evaluate_accuracy(
+    reference: Path,
+    candidate: Path,
+    *,
+    model_name: str,
+    precision: Precision,
+    budget: AccuracyBudget,
+    output_name: str | None = None,
+) -> AccuracyReport:
+    """Measure `candidate` against `budget` over the holdout samples; never raises on a FAIL.
+
+    The holdout .npz is read with the reference model's input names. Use check_accuracy to
+    enforce the verdict; this function is for recording a failing report as well.
+    """
+    inputs = read_model_inputs(Path(reference))
+    samples = load_samples(Path(budget.holdout), [i.name for i in inputs],
+                           purpose=SamplePurpose.HOLDOUT)
+    result = compare(reference, candidate, samples, budget.metric, output_name=output_name)
+    threshold = float(budget.threshold)
+    return AccuracyReport(
+        model_name=model_name,
+        precision=precision,
+        metric=budget.metric,
+        threshold=threshold,
+        measured=result.measured,
+        samples=result.samples,
+        passed=budget_met(budget.metric, result.measured, threshold),
+        output_name=result.output_name,
+        nonfinite_rows=result.nonfinite_rows,
+    )
+
+
+def check_accuracy(
+    reference: Path,
+    candidate: Path,
+    *,
+    model_name: str,
+    precision: Precision,
+    budget: AccuracyBudget,
+    output_name: str | None = None,
+) -> AccuracyReport:
+    """Gate `candidate` on `budget`: return the report, or raise AccuracyGateError if it fails.
+
+    The error message is the report's describe(): measured value, budget and margin.
+    """
+    report = evaluate_accuracy(reference, candidate, model_name=model_name, precision=precision,
+                               budget=budget, output_name=output_name)
+    if not report.passed:
+        log.error("%s", report.describe())
+        raise AccuracyGateError(f"accuracy budget exceeded: {report.describe()}")
+    log.info("%s", report.describe())
+    return report

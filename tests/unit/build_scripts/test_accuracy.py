@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from build_scripts.accuracy import (
+    AccuracyReport,
+    budget_met,
+    check_accuracy,
+    compare,
+    evaluate_accuracy,
+    measure,
+)
+from build_scripts.errors import AccuracyGateError, PrecisionError
+from build_scripts.precision import transform_precision
+from build_scripts.spec import AccuracyBudget, AccuracyMetric, Precision
+from tests.onnx_factories import make_classifier, make_image_model
+
+FEATURES = 16
+ROWS = 150  # more than two batches of 64, last one short
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("accuracy")
+
+
+@pytest.fixture(scope="module")
+def rows() -> np.ndarray:
+    return np.random.default_rng(11).normal(0, 1.5, (ROWS, FEATURES)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def holdout(workdir: Path, rows: np.ndarray) -> Path:
+    path = workdir / "holdout.npz"
+    np.savez(path, x=rows, labels=np.zeros(ROWS, np.int64))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(workdir: Path) -> Path:
+    return make_classifier(
+        workdir / "reference.onnx", features=FEATURES, classes=4, seed=0, softmax=False
+    )
+
+
+@pytest.fixture(scope="module")
+def int8(workdir: Path, reference: Path, rows: np.ndarray) -> Path:
+    return transform_precision(
+        reference, workdir / "int8.onnx", precision=Precision.INT8, calibration={"x": rows[:64]}
+    )
+
+
+def _outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run(None, {"x": x})[0], dtype=np.float64)
+
+
+def test_identical_models_are_perfect(reference: Path, rows: np.ndarray) -> None:
+    samples = {"x": rows}
+    assert measure(reference, reference, samples, AccuracyMetric.TOP1_AGREEMENT) == 1.0
+    assert measure(reference, reference, samples, AccuracyMetric.COSINE) == pytest.approx(1.0)
+    assert measure(reference, reference, samples, AccuracyMetric.MAX_ABS_DIFF) == 0.0
+
+
+def test_metrics_match_a_direct_numpy_computation(
+    workdir: Path, reference: Path, rows: np.ndarray
+) -> None:
+    other = make_classifier(
+        workdir / "other.onnx", features=FEATURES, classes=4, seed=1, softmax=False
+    )
+    ref, cand = _outputs(reference, rows), _outputs(other, rows)
+    expected_top1 = float(np.mean(ref.argmax(1) == cand.argmax(1)))
+    cos = np.sum(ref * cand, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1))
+    samples = {"x": rows}
+    top1 = measure(reference, other, samples, AccuracyMetric.TOP1_AGREEMENT)
+    assert top1 == pytest.approx(expected_top1)
+    assert 0.0 < top1 < 0.9  # a different model really disagrees
+    assert measure(reference, other, samples, AccuracyMetric.COSINE) == pytest.approx(
+        float(cos.min()), abs=1e-9
+    )
+    assert measure(reference, other, samples, AccuracyMetric.MAX_ABS_DIFF) == pytest.approx(
+        float(np.abs(ref - cand).max()), rel=1e-9
+    )
+
+
+def test_compare_reports_rows_and_first_output(
+    reference: Path, int8: Path, rows: np.ndarray
+) -> None:
+    result = compare(reference, int8, {"x": rows}, AccuracyMetric.COSINE)
+    assert result.samples == ROWS
+    assert result.output_name == "y"
+    assert result.nonfinite_rows == 0
+    assert 0.99 < result.measured < 1.0
+
+
+def test_gate_passes_with_a_sane_budget(reference: Path, int8: Path, holdout: Path) -> None:
+    budget = AccuracyBudget(metric=AccuracyMetric.TOP1_AGREEMENT, threshold=0.9, holdout=holdout)
+    report = check_accuracy(
+        reference, int8, model_name="clf_int8", precision=Precision.INT8, budget=budget
+    )
+    assert report.passed
+    assert report.samples == ROWS
+    assert 0.9 <= report.measured <= 1.0
+    assert report.margin == pytest.approx(report.measured - 0.9)
+    text = report.describe()
+    assert text.startswith(
+        f"clf_int8 (int8) [output y]: top1_agreement {report.measured:.4f} "
+        f"over {ROWS} samples, budget >= 0.9000 (margin +"
+    )
+    assert text.endswith(" PASS")
+
+
+def test_gate_fails_a_tiny_max_abs_diff_budget(reference: Path, int8: Path, holdout: Path) -> None:
+    budget = AccuracyBudget(metric=AccuracyMetric.MAX_ABS_DIFF, threshold=1e-6, holdout=holdout)
+    report = evaluate_accuracy(
+        reference, int8, model_name="clf_int8", precision=Precision.INT8, budget=budget
+    )
+    assert not report.passed
+    assert report.measured > 1e-3  # int8 really differs
+    assert report.margin == pytest.approx(1e-6 - report.measured)
+    with pytest.raises(AccuracyGateError) as info:
+        check_accuracy(
+            reference, int8, model_name="clf_int8", precision=Precision.INT8, budget=budget
+        )
+    message = str(info.value)
+    assert isinstance(info.value, PrecisionError)
+    assert f"max_abs_diff {report.measured:.4g}" in message
+    assert f"budget <= 1e-06 (margin {report.margin:+.4g}) FAIL" in message
+    assert re.search(r"margin -\d", message)
+
+
+def test_gate_fails_a_damaged_candidate(workdir: Path, reference: Path, holdout: Path) -> None:
+    damaged = workdir / "damaged.onnx"
+    model = onnx.load(str(reference))
+    w2 = next(t for t in model.graph.initializer if t.name == "w2")
+    w2.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(w2), "w2"))  # flips the logits
+    onnx.save(model, str(damaged))
+    budget = AccuracyBudget(metric=AccuracyMetric.TOP1_AGREEMENT, threshold=0.98, holdout=holdout)
+    with pytest.raises(
+        AccuracyGateError,
+        match=r"top1_agreement 0\.\d{4} over 150 samples, "
+        r"budget >= 0\.9800 \(margin -0\.\d{4}\) FAIL",
+    ):
+        check_accuracy(
+            reference, damaged, model_name="damaged", precision=Precision.FP16, budget=budget
+        )
+
+
+def test_lower_is_better_budget_passes_when_under(
+    reference: Path, int8: Path, holdout: Path
+) -> None:
+    budget = AccuracyBudget(metric=AccuracyMetric.MAX_ABS_DIFF, threshold=10.0, holdout=holdout)
+    report = check_accuracy(
+        reference, int8, model_name="m", precision=Precision.INT8, budget=budget
+    )
+    assert report.passed
+    assert 0 < report.measured < 10.0
+    assert report.margin == pytest.approx(10.0 - report.measured)
+    assert "budget <= 10 (margin +" in report.describe()
+
+
+def test_fp16_passes_cosine_gate(workdir: Path, holdout: Path) -> None:
+    source = make_classifier(workdir / "softmax.onnx", features=FEATURES)
+    fp16 = transform_precision(source, workdir / "softmax16.onnx", precision=Precision.FP16)
+    budget = AccuracyBudget(metric=AccuracyMetric.COSINE, threshold=0.999, holdout=holdout)
+    report = check_accuracy(
+        source, fp16, model_name="m_fp16", precision=Precision.FP16, budget=budget
+    )
+    assert 0.999 <= report.measured < 1.0
+
+
+def test_describe_format_exactly() -> None:
+    report = AccuracyReport(
+        model_name="digits_classifier_int8",
+        precision=Precision.INT8,
+        metric=AccuracyMetric.TOP1_AGREEMENT,
+        threshold=0.98,
+        measured=0.995,
+        samples=400,
+        passed=True,
+    )
+    assert report.describe() == (
+        "digits_classifier_int8 (int8): top1_agreement 0.9950 over 400 "
+        "samples, budget >= 0.9800 (margin +0.0150) PASS"
+    )
+    assert report.to_dict()["margin"] == pytest.approx(0.015)
+
+
+def _scale_model(path: Path, factor: np.ndarray) -> Path:
+    """y = x * factor (per column): factor inf makes a non-finite candidate."""
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "f"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        initializer=[numpy_helper.from_array(factor.astype(np.float32), "f")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_non_finite_candidate_counts_as_worst(tmp_path: Path) -> None:
+    reference = _scale_model(tmp_path / "ref.onnx", np.ones(4))
+    broken = _scale_model(tmp_path / "inf.onnx", np.array([np.inf, 1, 1, 1]))
+    x = np.abs(np.random.default_rng(0).normal(size=(10, 4))).astype(np.float32) + 0.1
+    x[:, 0] = 5.0  # reference argmax is column 0, and so is the (inf) candidate's
+    samples = {"x": x}
+    top1 = compare(reference, broken, samples, AccuracyMetric.TOP1_AGREEMENT)
+    assert top1.measured == 0.0 and top1.nonfinite_rows == 10
+    assert measure(reference, broken, samples, AccuracyMetric.COSINE) == -1.0
+    assert measure(reference, broken, samples, AccuracyMetric.MAX_ABS_DIFF) == math.inf
+    assert not budget_met(AccuracyMetric.COSINE, math.nan, 0.5)
+    assert not budget_met(AccuracyMetric.MAX_ABS_DIFF, math.inf, 1.0)
+
+
+def test_fixed_batch_model_runs_in_its_batch(tmp_path: Path, rows: np.ndarray) -> None:
+    fixed = make_classifier(tmp_path / "fixed.onnx", features=FEATURES, batch=5)
+    assert measure(fixed, fixed, {"x": rows[:15]}, AccuracyMetric.TOP1_AGREEMENT) == 1.0
+
+
+def test_errors_name_the_problem(tmp_path: Path, reference: Path, rows: np.ndarray) -> None:
+    with pytest.raises(PrecisionError, match="has no output 'nope'"):
+        measure(reference, reference, {"x": rows}, AccuracyMetric.COSINE, output_name="nope")
+    with pytest.raises(PrecisionError, match=r"holdout samples lack input\(s\) \['x'\]"):
+        measure(reference, reference, {"z": rows}, AccuracyMetric.COSINE)
+    image = make_image_model(tmp_path / "image.onnx")
+    with pytest.raises(PrecisionError, match="image.onnx"):
+        measure(reference, image, {"x": rows}, AccuracyMetric.COSINE)
+    bad_holdout = tmp_path / "bad.npz"
+    np.savez(bad_holdout, pixels=rows)
+    budget = AccuracyBudget(metric=AccuracyMetric.COSINE, threshold=0.9, holdout=bad_holdout)
+    with pytest.raises(PrecisionError, match=r"holdout samples .*bad\.npz: missing key"):
+        check_accuracy(
+            reference, reference, model_name="m", precision=Precision.FP32, budget=budget
+        )

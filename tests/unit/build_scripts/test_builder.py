@@ -1,0 +1,215 @@
+"""The builder end to end on tiny models: layout, caching, atomicity, targets, --check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from build_scripts.lint import lint_repository
+from tritonclient.grpc import model_config_pb2 as mc
+
+from build_scripts.builder import build_repository
+from build_scripts.config_io import read_config
+from build_scripts.errors import AccuracyGateError, EngineBuildError
+from build_scripts.manifest import read_manifest
+from build_scripts.repository_check import check_repository
+from build_scripts.spec import BuildSpec, Target, parse_spec
+from tests.onnx_factories import make_image_model
+
+SPEC = """
+models:
+  - name: clf
+    onnx: clf.onnx
+    max_batch_size: 16
+    labels: labels.txt
+    warmup: {samples: holdout.npz, batch_size: 2}
+  - name: clf_fp16
+    onnx: clf.onnx
+    precision: fp16
+    accuracy: {metric: top1_agreement, threshold: 0.95, holdout: holdout.npz}
+    max_batch_size: 16
+python_steps:
+  - name: pre
+    function: processing.steps:preprocess_images
+    parameters: {height: 8, width: 8, channels: 1}
+    max_batch_size: 16
+    inputs: [{name: IMAGE, dtype: BYTES, dims: [1]}]
+    outputs: [{name: PIXELS, dtype: FP32, dims: [1, 8, 8]}]
+pipelines:
+  - {name: pipe, max_batch_size: 16, steps: [pre, clf]}
+"""
+
+TENSORRT_ABSENT = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("tensorrt") is not None,
+    reason="checks the error raised where TensorRT is absent; TensorRT is installed here",
+)
+
+
+def write_inputs(root: Path) -> None:
+    make_image_model(root / "clf.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(root / "holdout.npz", pixels=rng.random((40, 1, 8, 8), dtype=np.float32))
+    (root / "labels.txt").write_text("\n".join(str(i) for i in range(10)) + "\n")
+
+
+@pytest.fixture()
+def spec(tmp_path: Path) -> BuildSpec:
+    write_inputs(tmp_path)
+    return parse_spec(SPEC, tmp_path / "models.yaml")
+
+
+def build(spec: BuildSpec, out: Path, target: Target = Target.LOCAL, **kwargs):
+    return build_repository(spec, target=target, out=out, cache_dir=out.parent / "cache", **kwargs)
+
+
+def test_local_build_writes_a_servable_repository(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    result = build(spec, out)
+    assert not result.up_to_date
+    assert {m.name for m in result.models} == {"clf", "clf_fp16", "pre", "pipe"}
+    for name in ("clf", "clf_fp16", "pre", "pipe"):
+        config = read_config(out / name / "config.pbtxt")
+        assert config.name == name
+    assert (out / "clf" / "1" / "model.onnx").is_file()
+    assert "onnx_runner" in (out / "clf" / "1" / "model.py").read_text()
+    assert "python_step" in (out / "pre" / "1" / "model.py").read_text()
+    assert (out / "clf" / "labels.txt").read_text().startswith("0\n1\n")
+    assert (out / "pipe" / "1").is_dir()
+    warm = (out / "clf" / "warmup" / "pixels").read_bytes()
+    assert len(warm) == 1 * 8 * 8 * 4  # one real sample; Triton repeats it batch_size times
+    manifest = read_manifest(out / "clf_fp16" / "1" / "manifest.json")
+    assert manifest.precision == "fp16"
+    assert manifest.accuracy is not None and manifest.accuracy["passed"]
+    assert manifest.tools["onnxruntime"]
+    fp16 = read_config(out / "clf_fp16" / "config.pbtxt")
+    assert fp16.input[0].data_type == mc.TYPE_FP32  # fp32 I/O kept
+    assert lint_repository(out) == []
+
+
+def test_unchanged_rebuild_is_a_cache_hit(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    started = time.monotonic()
+    build(spec, out)
+    cold = time.monotonic() - started
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    started = time.monotonic()
+    again = build(spec, out)
+    warm = time.monotonic() - started
+    assert again.up_to_date
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing rewritten
+    assert warm < cold
+
+
+def test_changed_spec_rebuilds_but_reuses_the_precision_cache(
+    spec: BuildSpec, tmp_path: Path
+) -> None:
+    out = tmp_path / "repo"
+    build(spec, out)
+    changed = parse_spec(SPEC.replace("batch_size: 2}", "batch_size: 3}"), tmp_path / "models.yaml")
+    result = build(changed, out)
+    assert not result.up_to_date
+    by_name = {m.name: m for m in result.models}
+    assert by_name["clf_fp16"].cached  # the fp16 transform and its gate were not redone
+    assert read_config(out / "clf" / "config.pbtxt").model_warmup[0].batch_size == 3
+
+
+def test_edited_output_is_rebuilt(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build(spec, out)
+    (out / "clf" / "config.pbtxt").write_text("garbage")
+    assert not build(spec, out).up_to_date
+    assert read_config(out / "clf" / "config.pbtxt").name == "clf"
+
+
+def test_interrupted_build_leaves_previous_repository_intact(
+    spec: BuildSpec, tmp_path: Path
+) -> None:
+    out = tmp_path / "repo"
+    build(spec, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    changed = parse_spec(
+        SPEC.replace("max_batch_size: 16\n    labels", "max_batch_size: 8\n    labels"),
+        tmp_path / "models.yaml",
+    )
+
+    def interrupt(message: str) -> None:
+        if message.startswith("pre:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(changed, out, on_step=interrupt)
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir() if "staging" in p.name] == []
+
+
+def test_interrupted_first_build_leaves_nothing(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+
+    def interrupt(message: str) -> None:
+        if message.startswith("pipe:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build(spec, out, on_step=interrupt)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".repo")] == []
+
+
+def test_failed_accuracy_gate_fails_the_build(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    strict = SPEC.replace(
+        "metric: top1_agreement, threshold: 0.95", "metric: max_abs_diff, threshold: 0.0000001"
+    )
+    spec = parse_spec(strict, tmp_path / "models.yaml")
+    with pytest.raises(AccuracyGateError, match="clf_fp16"):
+        build(spec, tmp_path / "repo")
+    assert not (tmp_path / "repo").exists()
+
+
+@TENSORRT_ABSENT
+def test_tensorrt_target_without_tensorrt_says_what_is_missing(
+    spec: BuildSpec, tmp_path: Path
+) -> None:
+    with pytest.raises(EngineBuildError, match="tensorrt") as err:
+        build(spec, tmp_path / "repo", target=Target.TENSORRT)
+    assert "nvcr.io/nvidia/tensorrt" in str(err.value)
+
+
+def test_auto_target_falls_back_to_local_without_tensorrt(spec: BuildSpec, tmp_path: Path) -> None:
+    result = build(spec, tmp_path / "repo", target=Target.AUTO)
+    expected = (
+        Target.LOCAL
+        if __import__("importlib").util.find_spec("tensorrt") is None
+        else Target.TENSORRT
+    )
+    assert result.target is expected
+
+
+def test_tensorrt_skip_plans_writes_everything_but_plans(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build(spec, out, target=Target.TENSORRT, skip_plans=True)
+    config = read_config(out / "clf" / "config.pbtxt")
+    assert config.platform == "tensorrt_plan"
+    assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_GPU
+    assert not list(out.rglob("model.plan"))
+    assert read_config(out / "pre" / "config.pbtxt").backend == "python"
+
+
+def test_check_detects_drift(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build(spec, out, target=Target.TENSORRT, skip_plans=True)
+    cache = tmp_path / "cache"
+    assert check_repository(spec, target=Target.TENSORRT, repository=out, cache_dir=cache) == []
+    config = out / "clf" / "config.pbtxt"
+    config.write_text(config.read_text().replace("max_batch_size: 16", "max_batch_size: 4"))
+    (out / "stray").mkdir()
+    (out / "stray" / "config.pbtxt").write_text("name: 'stray'\n")
+    diffs = check_repository(spec, target=Target.TENSORRT, repository=out, cache_dir=cache)
+    assert [(d.path, d.problem) for d in diffs] == [
+        ("clf/config.pbtxt", "differs"),
+        ("stray/config.pbtxt", "unexpected"),
+    ]
+    assert "max_batch_size: 16" in diffs[0].detail

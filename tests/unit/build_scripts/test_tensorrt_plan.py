@@ -1,0 +1,580 @@
+"""Unit tests of build_scripts.tensorrt_plan, on a machine without TensorRT or a GPU.
+
+Profiles, commands, flags and cache paths are tested on real tiny ONNX models. build_engine is
+tested at the TensorRT/Polygraphy boundary: a stand-in `tensorrt` module provides the two enums
+build_engine reads, and the three Polygraphy loaders that would call TensorRT record their
+arguments (checked against the real loaders' signatures). Polygraphy's CreateConfig and Profile
+are the real classes.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import inspect
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import polygraphy.backend.trt as polygraphy_trt
+import pytest
+from onnx import TensorProto, helper
+from polygraphy.exception import PolygraphyException
+
+from build_scripts.errors import EngineBuildError
+from build_scripts.onnx_inspect import OnnxModelInfo, inspect_onnx
+from build_scripts.spec import HardwareCompatibility, ModelSpec, parse_spec
+from build_scripts.tensorrt_plan import (
+    CONTAINER_BUILD_COMMAND,
+    MIB,
+    PlanOptions,
+    ShapeProfile,
+    ShapeRange,
+    TensorRTEnvironment,
+    build_engine,
+    parse_nvidia_smi_gpus,
+    plan_options,
+    probe_tensorrt,
+    server_flags,
+    timing_cache_path,
+    trtexec_command,
+)
+from tests.onnx_factories import make_classifier, make_image_model
+
+
+def _model(tmp_path: Path, yaml_text: str) -> tuple[ModelSpec, OnnxModelInfo]:
+    spec = parse_spec(yaml_text, tmp_path / "models.yaml")
+    model = spec.models[0]
+    return model, inspect_onnx(model.onnx)
+
+
+@pytest.fixture
+def image_onnx(tmp_path: Path) -> Path:
+    """pixels[batch, 1, 8, 8] -> logits[batch, 10]."""
+    return make_image_model(tmp_path / "image.onnx")
+
+
+@pytest.fixture
+def seq_onnx(tmp_path: Path) -> Path:
+    """tokens[batch, seq] -> Identity: a symbolic non-batch axis."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["tokens"], ["out"])],
+        "seq",
+        [helper.make_tensor_value_info("tokens", TensorProto.FLOAT, ["batch", "seq"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", "seq"])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "seq.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+IMAGE_SPEC = """
+models:
+  - name: digits
+    onnx: image.onnx
+    max_batch_size: 64
+    tensorrt:
+      opt_batch_size: 16
+      extra_profiles: [{min: 1, opt: 1, max: 4}]
+      workspace_mib: 512
+      builder_optimization_level: 4
+      version_compatible: true
+      hardware_compatibility: ampere_plus
+"""
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def test_profiles_derive_batch_from_spec_and_dims_from_onnx(tmp_path: Path, image_onnx: Path):
+    model, info = _model(tmp_path, IMAGE_SPEC)
+    cache = tmp_path / "cache" / "t.cache"
+
+    options = plan_options(model, info, timing_cache=cache)
+
+    assert options == PlanOptions(
+        profiles=(
+            ShapeProfile(
+                shapes={
+                    "pixels": ShapeRange(min=(1, 1, 8, 8), opt=(16, 1, 8, 8), max=(64, 1, 8, 8))
+                }
+            ),
+            ShapeProfile(
+                shapes={"pixels": ShapeRange(min=(1, 1, 8, 8), opt=(1, 1, 8, 8), max=(4, 1, 8, 8))}
+            ),
+        ),
+        workspace_bytes=512 * 1024 * 1024,
+        builder_optimization_level=4,
+        strongly_typed=True,
+        version_compatible=True,
+        hardware_compatibility=HardwareCompatibility.AMPERE_PLUS,
+        timing_cache=cache,
+    )
+
+
+def test_opt_batch_defaults_to_max_batch_size(tmp_path: Path, image_onnx: Path):
+    model, info = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 8}]")
+
+    options = plan_options(model, info, timing_cache=None)
+
+    assert len(options.profiles) == 1
+    assert options.profiles[0].shapes["pixels"] == ShapeRange(
+        min=(1, 1, 8, 8), opt=(8, 1, 8, 8), max=(8, 1, 8, 8)
+    )
+    assert options.workspace_bytes == 1024 * MIB  # spec default workspace_mib
+    assert options.builder_optimization_level == 3
+    assert options.version_compatible is False
+    assert options.hardware_compatibility is HardwareCompatibility.NONE
+    assert options.timing_cache is None
+
+
+def test_unbatched_model_uses_the_static_onnx_shapes(tmp_path: Path):
+    make_classifier(tmp_path / "static.onnx", features=16, classes=4, batch=2)
+    model, info = _model(tmp_path, "models: [{name: m, onnx: static.onnx, max_batch_size: 0}]")
+
+    options = plan_options(model, info, timing_cache=None)
+
+    assert options.profiles == (
+        ShapeProfile(shapes={"x": ShapeRange(min=(2, 16), opt=(2, 16), max=(2, 16))}),
+    )
+
+
+def test_symbolic_non_batch_dim_cannot_be_profiled(tmp_path: Path, seq_onnx: Path):
+    model, info = _model(tmp_path, "models: [{name: m, onnx: seq.onnx, max_batch_size: 8}]")
+
+    with pytest.raises(EngineBuildError) as caught:
+        plan_options(model, info, timing_cache=None)
+
+    message = str(caught.value)
+    assert "'tokens'" in message
+    assert "dim 1 is 'seq'" in message
+    assert "ONNX" in message
+
+
+def test_unbatched_model_with_a_symbolic_dim_cannot_be_profiled(tmp_path: Path, seq_onnx: Path):
+    model, info = _model(tmp_path, "models: [{name: m, onnx: seq.onnx, max_batch_size: 0}]")
+
+    with pytest.raises(EngineBuildError, match=r"input 'tokens' dim 0 is 'batch'"):
+        plan_options(model, info, timing_cache=None)
+
+
+def test_batched_spec_needs_a_dynamic_leading_axis(tmp_path: Path):
+    make_classifier(tmp_path / "static.onnx", batch=1)
+    model, info = _model(tmp_path, "models: [{name: m, onnx: static.onnx, max_batch_size: 4}]")
+
+    with pytest.raises(EngineBuildError, match=r"input 'x' has no dynamic leading \(batch\) axis"):
+        plan_options(model, info, timing_cache=None)
+
+
+def test_extra_profiles_need_a_batch_axis(tmp_path: Path):
+    make_classifier(tmp_path / "static.onnx", batch=1)
+    model, info = _model(
+        tmp_path,
+        """
+models:
+  - {name: m, onnx: static.onnx, max_batch_size: 0,
+     tensorrt: {extra_profiles: [{min: 1, opt: 1, max: 1}]}}
+""",
+    )
+
+    with pytest.raises(EngineBuildError, match="extra_profiles need a batch axis"):
+        plan_options(model, info, timing_cache=None)
+
+
+def test_as_dict_is_json_for_the_manifest(tmp_path: Path, image_onnx: Path):
+    model, info = _model(tmp_path, IMAGE_SPEC)
+    options = plan_options(model, info, timing_cache=Path("/cache/t.cache"))
+
+    data = json.loads(json.dumps(options.as_dict()))
+
+    assert data == {
+        "profiles": [
+            {"pixels": {"min": [1, 1, 8, 8], "opt": [16, 1, 8, 8], "max": [64, 1, 8, 8]}},
+            {"pixels": {"min": [1, 1, 8, 8], "opt": [1, 1, 8, 8], "max": [4, 1, 8, 8]}},
+        ],
+        "workspace_bytes": 536870912,
+        "builder_optimization_level": 4,
+        "strongly_typed": True,
+        "tf32": False,
+        "version_compatible": True,
+        "hardware_compatibility": "ampere_plus",
+        "timing_cache": "/cache/t.cache",
+    }
+
+
+# --------------------------------------------------------------------------- commands and flags
+
+
+def test_trtexec_command_for_one_profile(tmp_path: Path, image_onnx: Path):
+    model, info = _model(
+        tmp_path,
+        """
+models:
+  - {name: m, onnx: image.onnx, max_batch_size: 32, tensorrt: {opt_batch_size: 8}}
+""",
+    )
+    options = plan_options(model, info, timing_cache=Path("/c/timing cache.bin"))
+
+    command = trtexec_command(Path("/m/image.onnx"), Path("/repo/m/1/model.plan"), options)
+
+    assert command == (
+        "trtexec --onnx=/m/image.onnx --saveEngine=/repo/m/1/model.plan --skipInference "
+        "--stronglyTyped --noTF32 --minShapes=pixels:1x1x8x8 --optShapes=pixels:8x1x8x8 "
+        "--maxShapes=pixels:32x1x8x8 --memPoolSize=workspace:1024M "
+        "--builderOptimizationLevel=3 '--timingCacheFile=/c/timing cache.bin'"
+    )
+
+
+def test_trtexec_command_for_several_profiles_and_compatibility(tmp_path: Path, image_onnx: Path):
+    model, info = _model(tmp_path, IMAGE_SPEC)
+    options = plan_options(model, info, timing_cache=None)
+
+    command = trtexec_command(Path("a.onnx"), Path("model.plan"), options)
+
+    assert command == (
+        "trtexec --onnx=a.onnx --saveEngine=model.plan --skipInference --stronglyTyped "
+        "--noTF32 --profile=0 --minShapes=pixels:1x1x8x8 --optShapes=pixels:16x1x8x8 "
+        "--maxShapes=pixels:64x1x8x8 --profile=1 --minShapes=pixels:1x1x8x8 "
+        "--optShapes=pixels:1x1x8x8 --maxShapes=pixels:4x1x8x8 "
+        "--memPoolSize=workspace:512M --builderOptimizationLevel=4 --versionCompatible "
+        "--hardwareCompatibilityLevel=ampere+"
+    )
+
+
+def test_trtexec_command_lists_every_input(tmp_path: Path):
+    options = PlanOptions(
+        profiles=(
+            ShapeProfile(
+                shapes={
+                    "ids": ShapeRange(min=(1, 7), opt=(2, 7), max=(4, 7)),
+                    "mask": ShapeRange(min=(1, 7), opt=(2, 7), max=(4, 7)),
+                }
+            ),
+        ),
+        workspace_bytes=3 * MIB + 1,
+        builder_optimization_level=0,
+        hardware_compatibility=HardwareCompatibility.SAME_COMPUTE_CAPABILITY,
+    )
+
+    command = trtexec_command(Path("a.onnx"), Path("b.plan"), options)
+
+    assert "--minShapes=ids:1x7,mask:1x7 --optShapes=ids:2x7,mask:2x7" in command
+    assert "--maxShapes=ids:4x7,mask:4x7" in command
+    assert "--memPoolSize=workspace:3145729B" in command
+    assert command.endswith("--hardwareCompatibilityLevel=sameComputeCapability")
+
+
+def test_trtexec_command_for_a_static_model_has_no_shape_flags(tmp_path: Path):
+    make_classifier(tmp_path / "static.onnx", batch=2)
+    model, info = _model(tmp_path, "models: [{name: m, onnx: static.onnx, max_batch_size: 0}]")
+
+    command = trtexec_command(
+        Path("s.onnx"), Path("s.plan"), plan_options(model, info, timing_cache=None)
+    )
+
+    assert command == (
+        "trtexec --onnx=s.onnx --saveEngine=s.plan --skipInference "
+        "--stronglyTyped --noTF32 --memPoolSize=workspace:1024M "
+        "--builderOptimizationLevel=3"
+    )
+
+
+def test_server_flags_for_version_compatible_plans(tmp_path: Path, image_onnx: Path):
+    model, info = _model(tmp_path, IMAGE_SPEC)
+    compatible = plan_options(model, info, timing_cache=None)
+    plain, _ = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 8}]")
+
+    assert server_flags(compatible) == ("--backend-config=tensorrt,version-compatible=true",)
+    assert server_flags(plan_options(plain, info, timing_cache=None)) == ()
+
+
+def test_timing_cache_path_is_keyed_by_tensorrt_version_and_gpu(tmp_path: Path):
+    h200 = TensorRTEnvironment(
+        tensorrt_version="10.8.0.43",
+        cuda_version="12.8",
+        gpu_name="NVIDIA H200",
+        compute_capability="9.0",
+    )
+    a100 = TensorRTEnvironment(
+        tensorrt_version="10.8.0.43",
+        cuda_version="12.8",
+        gpu_name="NVIDIA A100-SXM4-80GB",
+        compute_capability="8.0",
+    )
+    newer = TensorRTEnvironment(
+        tensorrt_version="10.9.0.34",
+        cuda_version="12.8",
+        gpu_name="NVIDIA H200",
+        compute_capability="9.0",
+    )
+
+    assert timing_cache_path(tmp_path, h200) == (
+        tmp_path / "timing_trt10.8.0.43_NVIDIA_H200_cc9.0.cache"
+    )
+    assert timing_cache_path(tmp_path, a100).name == (
+        "timing_trt10.8.0.43_NVIDIA_A100-SXM4-80GB_cc8.0.cache"
+    )
+    assert len({timing_cache_path(tmp_path, e) for e in (h200, a100, newer)}) == 3
+    odd = TensorRTEnvironment(
+        tensorrt_version="10.8",
+        cuda_version=None,
+        gpu_name="GPU ../../x (y)",
+        compute_capability="9.0",
+    )
+    assert timing_cache_path(tmp_path, odd).parent == tmp_path
+    assert "/" not in timing_cache_path(tmp_path, odd).name
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_parse_nvidia_smi_gpus():
+    gpus = parse_nvidia_smi_gpus("NVIDIA H200, 9.0\nNVIDIA A10, Inc., 8.6\n\n")
+
+    assert [(g.name, g.compute_capability) for g in gpus] == [
+        ("NVIDIA H200", "9.0"),
+        ("NVIDIA A10, Inc.", "8.6"),
+    ]
+    with pytest.raises(EngineBuildError, match="cannot read the GPU"):
+        parse_nvidia_smi_gpus("No devices were found")
+
+
+def _tensorrt_importable() -> bool:
+    try:
+        importlib.import_module("tensorrt")
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    _tensorrt_importable(),
+    reason="tensorrt is importable here; this test checks the message shown where it is missing",
+)
+def test_probe_tensorrt_explains_how_to_build_without_tensorrt():
+    with pytest.raises(EngineBuildError) as caught:
+        probe_tensorrt()
+
+    message = str(caught.value)
+    assert "TensorRT Python package cannot be imported" in message
+    assert "No module named 'tensorrt'" in message
+    assert CONTAINER_BUILD_COMMAND in message
+    assert "nvcr.io/nvidia/tensorrt:<release>-py3" in message
+    assert "--target tensorrt" in message
+
+
+@pytest.mark.skipif(_tensorrt_importable(), reason="tensorrt is importable here")
+def test_build_engine_without_tensorrt_names_the_onnx_and_the_container(
+    tmp_path: Path, image_onnx: Path
+):
+    options = PlanOptions(profiles=(), workspace_bytes=MIB, builder_optimization_level=3)
+
+    with pytest.raises(EngineBuildError) as caught:
+        build_engine(image_onnx, tmp_path / "m" / "1" / "model.plan", options)
+
+    assert str(image_onnx) in str(caught.value)
+    assert "nvcr.io/nvidia/tensorrt:" in str(caught.value)
+    assert not (tmp_path / "m").exists()
+
+
+# --------------------------------------------------------------------------- build (TRT boundary)
+
+
+class _MemoryPoolType(enum.Enum):
+    WORKSPACE = 0
+    DLA_MANAGED_SRAM = 1
+
+
+class _HardwareCompatibilityLevel(enum.Enum):
+    NONE = 0
+    AMPERE_PLUS = 1
+    SAME_COMPUTE_CAPABILITY = 2
+
+
+def _fake_tensorrt() -> types.ModuleType:
+    """The part of the tensorrt module build_engine reads (the real one is absent here)."""
+    module = types.ModuleType("tensorrt")
+    module.__version__ = "10.8.0.43"  # type: ignore[attr-defined]
+    module.MemoryPoolType = _MemoryPoolType  # type: ignore[attr-defined]
+    module.HardwareCompatibilityLevel = _HardwareCompatibilityLevel  # type: ignore[attr-defined]
+    return module
+
+
+@dataclass
+class _Recorder:
+    """Stands in for the Polygraphy loaders that call TensorRT; records their arguments."""
+
+    plan_path: Path
+    fail_build: bool = False
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+    plan_existed_at_save: bool | None = None
+
+    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
+        # The call must fit the real loader's signature.
+        inspect.signature(getattr(polygraphy_trt, name)).bind(*args, **kwargs)
+        self.calls.append((name, args, kwargs))
+
+    def network_from_onnx_path(self, *args: Any, **kwargs: Any) -> tuple[str, str, str]:
+        self._record("network_from_onnx_path", *args, **kwargs)
+        return ("builder", "network", "parser")
+
+    def engine_from_network(self, *args: Any, **kwargs: Any) -> str:
+        self._record("engine_from_network", *args, **kwargs)
+        if self.fail_build:
+            raise PolygraphyException(
+                "Invalid Engine. Please ensure the engine was built correctly"
+            )
+        return "engine"
+
+    def save_engine(self, *args: Any, **kwargs: Any) -> str:
+        self._record("save_engine", *args, **kwargs)
+        self.plan_existed_at_save = self.plan_path.exists()
+        Path(kwargs["path"]).write_bytes(b"serialized plan")
+        return "engine"
+
+    def call(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        (found,) = [(a, k) for n, a, k in self.calls if n == name]
+        return found
+
+
+@pytest.fixture
+def fake_trt(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = _fake_tensorrt()
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    return module
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder) -> None:
+    for name in ("network_from_onnx_path", "engine_from_network", "save_engine"):
+        monkeypatch.setattr(polygraphy_trt, name, getattr(recorder, name))
+
+
+def test_build_engine_passes_the_options_to_polygraphy(
+    tmp_path: Path,
+    image_onnx: Path,
+    fake_trt: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    model, info = _model(tmp_path, IMAGE_SPEC)
+    cache = tmp_path / "cache" / "timing.cache"
+    options = plan_options(model, info, timing_cache=cache)
+    plan = tmp_path / "repo" / "digits" / "1" / "model.plan"
+    recorder = _Recorder(plan_path=plan)
+    _install(monkeypatch, recorder)
+
+    assert build_engine(image_onnx, plan, options) == plan
+
+    assert [name for name, _, _ in recorder.calls] == [
+        "network_from_onnx_path",
+        "engine_from_network",
+        "save_engine",
+    ]
+    args, kwargs = recorder.call("network_from_onnx_path")
+    assert args == (str(image_onnx),)
+    assert kwargs == {"strongly_typed": True}
+
+    args, kwargs = recorder.call("engine_from_network")
+    assert args == (("builder", "network", "parser"),)
+    assert kwargs["save_timing_cache"] == str(cache)
+    config = kwargs["config"]
+    assert isinstance(config, polygraphy_trt.CreateConfig)  # the real Polygraphy class
+    assert all(isinstance(p, polygraphy_trt.Profile) for p in config.profiles)
+    assert [{n: tuple(s) for n, s in p.items()} for p in config.profiles] == [
+        {"pixels": ((1, 1, 8, 8), (16, 1, 8, 8), (64, 1, 8, 8))},
+        {"pixels": ((1, 1, 8, 8), (1, 1, 8, 8), (4, 1, 8, 8))},
+    ]
+    assert config.memory_pool_limits == {fake_trt.MemoryPoolType.WORKSPACE: 512 * MIB}
+    assert config.builder_optimization_level == 4
+    assert config.timing_cache_path == str(cache)
+    assert config.version_compatible is True
+    assert config.hardware_compatibility_level is fake_trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    assert config.tf32 is False
+    assert config.fp16 is False and config.int8 is False  # precision comes from the ONNX
+
+    # Saved to a temporary file beside the plan, then moved into place.
+    args, kwargs = recorder.call("save_engine")
+    assert args == ("engine",)
+    tmp_plan = Path(kwargs["path"])
+    assert tmp_plan.parent == plan.parent
+    assert tmp_plan != plan
+    assert recorder.plan_existed_at_save is False
+    assert plan.read_bytes() == b"serialized plan"
+    assert sorted(p.name for p in plan.parent.iterdir()) == ["model.plan"]
+    assert cache.parent.is_dir()  # Polygraphy locks and writes the cache there
+
+
+def test_build_engine_without_compatibility_or_cache(
+    tmp_path: Path,
+    image_onnx: Path,
+    fake_trt: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    model, info = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 4}]")
+    plan = tmp_path / "model.plan"
+    recorder = _Recorder(plan_path=plan)
+    _install(monkeypatch, recorder)
+
+    build_engine(image_onnx, plan, plan_options(model, info, timing_cache=None))
+
+    _, kwargs = recorder.call("engine_from_network")
+    assert kwargs["save_timing_cache"] is None
+    config = kwargs["config"]
+    assert config.timing_cache_path is None
+    assert config.version_compatible is False
+    assert config.hardware_compatibility_level is None  # TensorRT's default: this GPU only
+    assert config.memory_pool_limits == {fake_trt.MemoryPoolType.WORKSPACE: 1024 * MIB}
+
+
+def test_build_engine_maps_same_compute_capability(
+    tmp_path: Path,
+    image_onnx: Path,
+    fake_trt: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    model, info = _model(
+        tmp_path,
+        """
+models:
+  - {name: m, onnx: image.onnx, max_batch_size: 4,
+     tensorrt: {hardware_compatibility: same_compute_capability}}
+""",
+    )
+    recorder = _Recorder(plan_path=tmp_path / "model.plan")
+    _install(monkeypatch, recorder)
+
+    build_engine(image_onnx, tmp_path / "model.plan", plan_options(model, info, timing_cache=None))
+
+    config = recorder.call("engine_from_network")[1]["config"]
+    assert (
+        config.hardware_compatibility_level
+        is fake_trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    )
+
+
+def test_failed_build_keeps_the_previous_plan_and_leaves_no_temp_file(
+    tmp_path: Path,
+    image_onnx: Path,
+    fake_trt: types.ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    model, info = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 4}]")
+    plan = tmp_path / "repo" / "model.plan"
+    plan.parent.mkdir()
+    plan.write_bytes(b"previous plan")
+    recorder = _Recorder(plan_path=plan, fail_build=True)
+    _install(monkeypatch, recorder)
+
+    with pytest.raises(EngineBuildError) as caught:
+        build_engine(image_onnx, plan, plan_options(model, info, timing_cache=None))
+
+    assert str(image_onnx) in str(caught.value)
+    assert "Invalid Engine" in str(caught.value)
+    assert isinstance(caught.value.__cause__, PolygraphyException)
+    assert plan.read_bytes() == b"previous plan"
+    assert sorted(p.name for p in plan.parent.iterdir()) == ["model.plan"]
