@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from build_scripts.lint import lint_repository
 from tritonclient.grpc import model_config_pb2 as mc
 
 from build_scripts.builder import build_repository
 from build_scripts.config_io import read_config
 from build_scripts.errors import AccuracyGateError, EngineBuildError
+from build_scripts.lint import lint_repository
 from build_scripts.manifest import read_manifest
 from build_scripts.repository_check import check_repository
 from build_scripts.spec import BuildSpec, Target, parse_spec

@@ -1,0 +1,64 @@
+"""A small typed client for Triton: `connect("http://host:8000")` or
+`connect("grpc://host:8001")`, and the asyncio twin `connect_async`.
+
+Every failure is a `ClientError`; results are `dict[str, np.ndarray]` or small frozen
+dataclasses.
+"""
+
+from clients.async_client import AsyncTritonClient, connect_async
+from clients.errors import (
+    ClientError,
+    ClientTimeoutError,
+    InvalidInputError,
+    InvalidOptionError,
+    InvalidURLError,
+    ModelUnavailableError,
+    ResourceExhaustedError,
+    ServerError,
+    ServerUnavailableError,
+    SharedMemoryError,
+)
+from clients.options import ClientOptions, Endpoint, Protocol, RetryPolicy, parse_url
+from clients.results import (
+    HealthReport,
+    ModelConfig,
+    ModelMetadata,
+    ModelReadiness,
+    ModelState,
+    ModelStatus,
+    TensorMetadata,
+)
+from clients.sync_client import TritonClient, connect
+from clients.tasks import Classification, classify, classify_async
+
+__all__ = [
+    "AsyncTritonClient",
+    "Classification",
+    "ClientError",
+    "ClientOptions",
+    "ClientTimeoutError",
+    "Endpoint",
+    "HealthReport",
+    "InvalidInputError",
+    "InvalidOptionError",
+    "InvalidURLError",
+    "ModelConfig",
+    "ModelMetadata",
+    "ModelReadiness",
+    "ModelState",
+    "ModelStatus",
+    "ModelUnavailableError",
+    "Protocol",
+    "ResourceExhaustedError",
+    "RetryPolicy",
+    "ServerError",
+    "ServerUnavailableError",
+    "SharedMemoryError",
+    "TensorMetadata",
+    "TritonClient",
+    "classify",
+    "classify_async",
+    "connect",
+    "connect_async",
+    "parse_url",
+]
