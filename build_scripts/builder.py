@@ -241,7 +241,7 @@ class _RepositoryBuilder:
             tools={k: v for k, v in tool_versions().items()
                    if k in ("python", "numpy", "onnx", "onnxruntime")},
             options={"keep_fp32_ops": list(model.keep_fp32_ops)},
-            accuracy=_report_dict(report) if report else None,
+            accuracy=report.to_dict() if report else None,
             built_at=_now(), build_seconds=round(seconds, 3),
         )
 
@@ -270,7 +270,7 @@ class _RepositoryBuilder:
                        "cuda": env.cuda_version or "unknown"},
                 gpu=GpuInfo(name=env.gpu_name, compute_capability=env.compute_capability),
                 options=options.as_dict(),
-                accuracy=_report_dict(report) if report else None,
+                accuracy=report.to_dict() if report else None,
                 built_at=_now(), build_seconds=round(time.monotonic() - started, 3),
                 reproduce=trt.trtexec_command(onnx_path, Path("model.plan"), options),
                 server_flags=trt.server_flags(options),

@@ -500,7 +500,7 @@ class _LogReader:
     def port_conflict(self) -> bool:
         return any(_PORT_IN_USE.search(s) for s in self.service_failures)
 
-    def explain(self) -> str:
+    def explain(self, *, tail_lines: int = _MAX_REASON_LINES) -> str:
         """The server's own reasons, most specific first."""
         if self.load_failures:
             return "\n".join(
@@ -512,7 +512,7 @@ class _LogReader:
         if self.errors:
             return _shorten("\n".join(self.errors))
         if self.tail:
-            return "last log lines:\n" + "\n".join(self.tail[-_MAX_REASON_LINES:])
+            return "no error in the log; its last lines:\n" + "\n".join(self.tail[-tail_lines:])
         return "the log is empty"
 
 
@@ -589,7 +589,13 @@ class LocalTriton:
     ) -> None:
         self._repository = Path(model_repository).resolve()
         self._requested = (http_port, grpc_port, metrics_port)
-        self._control = ModelControl(model_control)
+        try:
+            self._control = ModelControl(model_control)
+        except ValueError as e:
+            choices = ", ".join(repr(m.value) for m in ModelControl)
+            raise ServerError(
+                f"model_control must be one of {choices}, got {model_control!r}"
+            ) from e
         self._load_models = tuple(load_models)
         self._log_path = Path(log_path).resolve() if log_path is not None else None
         self._log_verbose = log_verbose
@@ -649,6 +655,26 @@ class LocalTriton:
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def exit_description(self) -> str:
+        """How the server process ended ("exited with code 1", "was killed by SIGKILL")."""
+        code = self._proc.poll() if self._proc is not None else None
+        if code is None:
+            return "is running" if self._proc is not None else "was not started"
+        if code < 0:
+            try:
+                return f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"was killed by signal {-code}"
+        return f"exited with code {code}"
+
+    def failure_reason(self) -> str:
+        """The server's own explanation of a failure, read from its log."""
+        if self._log_path is None:
+            return "no server log"
+        reader = _LogReader(self._log_path)
+        reader.poll()
+        return reader.explain(tail_lines=5)
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def __enter__(self) -> LocalTriton:
@@ -685,7 +711,10 @@ class LocalTriton:
                 log.info("a port was taken before tritonserver bound it; retrying")
                 self._terminate()
         except BaseException:
-            self.stop()
+            try:
+                self.stop()
+            except ServerError as stop_error:  # keep the start failure as the error raised
+                log.warning("cleanup after a failed start: %s", stop_error)
             raise
         return self.urls
 
@@ -746,6 +775,8 @@ class LocalTriton:
             f"--grpc-port={self._ports.grpc}",
             f"--metrics-address={LOOPBACK}",
             f"--metrics-port={self._ports.metrics}",
+            "--reuse-http-port=false",  # never share a port with another server
+            "--reuse-grpc-port=false",
             f"--log-verbose={self._log_verbose}",
         ]
         cmd.extend(f"--load-model={name}" for name in self._load_models)
@@ -793,7 +824,7 @@ class LocalTriton:
                 if retry_on_port_conflict and reader.port_conflict() and None in self._requested:
                     return False
                 raise ServerError(
-                    f"tritonserver exited with code {code} before it was ready:\n"
+                    f"tritonserver {self.exit_description()} before it was ready:\n"
                     f"{reader.explain()}\nServer log: {self._log_path}"
                 )
             ready = _http_request(self._ports.http, "GET", "/v2/health/ready", timeout_s=1.0)
@@ -886,11 +917,11 @@ def serve_forever(
     log_verbose: int = 0,
     extra_args: Sequence[str] = (),
     startup_timeout_s: float = 120.0,
-    on_ready: Callable[[LocalTriton], None] | None = None,
+    on_ready: Callable[[ServerURLs], None] | None = None,
 ) -> int:
     """Serve `model_repository` until SIGINT or SIGTERM; for the `serve` command.
 
-    `on_ready(server)` is called once the server is ready (`server.urls`, `server.log_path`).
+    `on_ready(urls)` is called once the server is ready; the log path is logged at INFO.
     Returns 0 after a clean stop on a signal, 128 + signal number when the signal came
     during startup. Raises ServerError when the server fails to start or dies while serving.
     Must run in the main thread (it installs signal handlers; it restores them on return).
@@ -921,15 +952,12 @@ def serve_forever(
         ) as server:
             started = True
             if on_ready is not None:
-                on_ready(server)
+                on_ready(server.urls)
             while not stop.wait(0.5):
                 if not server.is_running():
-                    reader = _LogReader(server.log_path) if server.log_path else None
-                    if reader is not None:
-                        reader.poll()
                     raise ServerError(
-                        "tritonserver exited while serving:\n"
-                        f"{reader.explain() if reader else ''}\nServer log: {server.log_path}"
+                        f"tritonserver (pid {server.pid}) {server.exit_description()} while "
+                        f"serving:\n{server.failure_reason()}\nServer log: {server.log_path}"
                     )
             log.info("received %s; stopping tritonserver", signal.Signals(received[0]).name)
         return 0
