@@ -27,6 +27,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from build_scripts.accuracy import AccuracyReport, check_accuracy
 from build_scripts.artifact_cache import ArtifactCache, link_or_copy
+from build_scripts.build_stamp import BuildStamp, default_cache_dir
 from build_scripts.config_io import write_config
 from build_scripts.config_writer import (
     LABELS_FILE,
@@ -36,7 +37,7 @@ from build_scripts.config_writer import (
     python_step_config,
 )
 from build_scripts.ensemble_check import validate_ensemble
-from build_scripts.errors import BuildError, EngineBuildError, EnsembleError
+from build_scripts.errors import BuildError, EnsembleError
 from build_scripts.manifest import (
     MANIFEST_NAME,
     ArtifactKind,
@@ -62,7 +63,8 @@ from build_scripts.spec import (
     PythonStepSpec,
     Target,
 )
-from build_scripts.toolchain import cache_key, generator_fingerprint, tool_versions
+from build_scripts.targets import resolve_target
+from build_scripts.toolchain import cache_key, tool_versions
 
 log = logging.getLogger(__name__)
 
@@ -94,71 +96,6 @@ class BuildResult:
     models: tuple[BuiltModel, ...]
     seconds: float
     plans_skipped: bool
-
-
-def resolve_target(target: Target) -> Target:
-    """`auto` is `tensorrt` where TensorRT and a GPU are present, else `local`."""
-    if target is not Target.AUTO:
-        return target
-    from build_scripts.tensorrt_plan import probe_tensorrt  # noqa: PLC0415
-
-    try:
-        env = probe_tensorrt()
-    except EngineBuildError as e:
-        log.info("target auto -> local (%s)", str(e).splitlines()[0])
-        return Target.LOCAL
-    log.info("target auto -> tensorrt (TensorRT %s on %s)", env.tensorrt_version, env.gpu_name)
-    return Target.TENSORRT
-
-
-def _input_files(spec: BuildSpec) -> list[Path]:
-    files: list[Path] = []
-    for m in spec.models:
-        files += [m.onnx, m.serving.labels, m.calibration,
-                  m.accuracy.holdout if m.accuracy else None,
-                  m.warmup.samples if m.warmup else None]  # type: ignore[list-item]
-    files += [s.serving.labels for s in spec.python_steps]  # type: ignore[misc]
-    return sorted({f for f in files if f is not None})
-
-
-def _fingerprint(spec: BuildSpec, target: Target, skip_plans: bool) -> str:
-    inputs = {}
-    for path in _input_files(spec):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue  # the build itself reports missing inputs
-        inputs[str(path)] = [stat.st_size, stat.st_mtime_ns]
-    return cache_key(spec.sha256, target.value, skip_plans, tool_versions(),
-                     generator_fingerprint(), inputs)
-
-
-def _tree_state(root: Path) -> dict[str, list[int]]:
-    return {
-        p.relative_to(root).as_posix(): [p.stat().st_size, p.stat().st_mtime_ns]
-        for p in sorted(root.rglob("*")) if p.is_file()
-    }
-
-
-class _Stamp:
-    """Remembers the fingerprint a repository was built from, and the state of its files."""
-
-    def __init__(self, cache_dir: Path, out: Path) -> None:
-        self.path = cache_dir / "stamps" / f"{cache_key(str(out.resolve()))}.json"
-        self.out = out
-
-    def matches(self, fingerprint: str) -> bool:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return False
-        return (data.get("fingerprint") == fingerprint and self.out.is_dir()
-                and data.get("files") == _tree_state(self.out))
-
-    def save(self, fingerprint: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"fingerprint": fingerprint,
-                                         "files": _tree_state(self.out)}))
 
 
 @contextmanager
@@ -227,7 +164,8 @@ class _RepositoryBuilder:
 
         entry, cached = self.cache.produce("precision", key, transform)
         report = _report_from_dict(json.loads((entry / "accuracy.json").read_text()))
-        log.info("%s", report.describe())
+        if cached:
+            log.info("%s (cached)", report.describe())
         return entry / "model.onnx", report, cached
 
     def _onnx_manifest(self, model: ModelSpec, info: OnnxModelInfo, artifact: Path,
@@ -407,10 +345,6 @@ def _report_from_dict(data: dict[str, object]) -> AccuracyReport:
     return AccuracyReport(**fields)  # type: ignore[arg-type]
 
 
-def default_cache_dir(spec: BuildSpec) -> Path:
-    return spec.base_dir / ".cache" / "build_scripts"
-
-
 def build_repository(
     spec: BuildSpec, *, target: Target, out: Path, cache_dir: Path | None = None,
     skip_plans: bool = False, on_step: STEP_CALLBACK | None = None, remember: bool = True,
@@ -424,9 +358,9 @@ def build_repository(
     started = time.monotonic()
     resolved = resolve_target(target)
     cache_root = cache_dir or default_cache_dir(spec)
-    fingerprint = _fingerprint(spec, resolved, skip_plans)
-    stamp = _Stamp(cache_root, out)
-    if stamp.matches(fingerprint):
+    stamp = BuildStamp.for_build(spec, target=resolved, out=out, cache_dir=cache_root,
+                                 skip_plans=skip_plans)
+    if stamp.up_to_date():
         log.info("%s is up to date with %s", out, spec.source.name)
         return BuildResult(out=out, target=resolved, up_to_date=True, models=(),
                            seconds=time.monotonic() - started, plans_skipped=skip_plans)
@@ -444,7 +378,7 @@ def build_repository(
             builder.build_python_step(python_step)
         builder.build_pipelines()
     if remember:
-        stamp.save(fingerprint)
+        stamp.save()
     seconds = time.monotonic() - started
     log.info("built %d models into %s in %.1f s", len(builder.built), out, seconds)
     return BuildResult(out=out, target=resolved, up_to_date=False, models=tuple(builder.built),

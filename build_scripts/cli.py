@@ -8,21 +8,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.console import Console
-from rich.logging import RichHandler
-
+from build_scripts.build_stamp import BuildStamp, default_cache_dir
 from build_scripts.errors import BuildError
-from build_scripts.spec import Target
+from build_scripts.spec import Target, load_spec
+from build_scripts.targets import resolve_target
 
 log = logging.getLogger("build_scripts")
-console = Console(stderr=True)
 
 
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING - 10 * verbosity if verbosity else logging.INFO
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False,
-                                              show_time=False, markup=False)])
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)-7s %(message)s",
+                        stream=sys.stderr)
     if verbosity < 2:  # keep third-party chatter out of the build output
         for noisy in ("onnxruntime", "polygraphy", "PIL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -30,12 +27,20 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    target = resolve_target(Target(args.target))
+    if not args.check:
+        # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.
+        stamp = BuildStamp.for_build(spec, target=target, out=args.out,
+                                     cache_dir=args.cache_dir or default_cache_dir(spec))
+        if stamp.up_to_date():
+            print(f"{args.out} is up to date (target {target.value})")
+            return 0
+    from rich.console import Console  # noqa: PLC0415
+
     from build_scripts.builder import build_repository  # noqa: PLC0415
     from build_scripts.repository_check import check_repository  # noqa: PLC0415
-    from build_scripts.spec import load_spec  # noqa: PLC0415
 
-    spec = load_spec(args.spec)
-    target = Target(args.target)
     if args.check:
         diffs = check_repository(spec, target=target, repository=args.out,
                                  cache_dir=args.cache_dir)
@@ -48,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
             return 1
         print(f"{args.out} is equal to what {args.spec} generates (target {target.value})")
         return 0
-    with console.status("building…") as status:
+    with Console(stderr=True).status("building…") as status:
         result = build_repository(spec, target=target, out=args.out, cache_dir=args.cache_dir,
                                   on_step=lambda message: (status.update(message),
                                                            log.info("%s", message)))

@@ -1,0 +1,195 @@
+"""Triton Python-backend adapter that runs one step function (`module:callable`) per batch.
+
+The model directory holds a one-line `model.py`:
+`from triton_adapters.python_step import TritonPythonModel  # noqa: F401`.
+The stub imports that file and instantiates `TritonPythonModel` from its namespace.
+All requests of an `execute` call go through the function ONCE; a request whose rows fail
+gets its own INVALID_ARG error response, logged on the server, and the others succeed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from processing.step_api import StepContext, StepFunction, StepResult
+from triton_adapters.batching import (
+    AdapterConfigError,
+    ErrorKind,
+    Outcome,
+    RequestError,
+    StepOutputError,
+    TensorConfig,
+    config_parameters,
+    config_tensors,
+    conform_output,
+    run_batched,
+)
+
+try:  # only importable inside the Triton Python-backend stub
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # unit tests and tools import the pure helpers below
+    pb_utils = None
+
+log = logging.getLogger(__name__)
+
+FUNCTION_PARAMETER = "function"
+LABELS_PARAMETER = "labels_file"
+
+
+def resolve_function(spec: str) -> StepFunction:
+    """Import `package.module:callable` and return the callable."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise AdapterConfigError(f"parameter {FUNCTION_PARAMETER!r} must look like "
+                                 f"'package.module:function', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AdapterConfigError(f"cannot import module {module_name!r} of {spec!r}: {e}") from e
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise AdapterConfigError(f"{spec!r}: module {module_name!r} has no callable "
+                                 f"{attribute!r}")
+    return function  # type: ignore[no-any-return]
+
+
+def labels_path(config: Mapping[str, Any], model_dir: Path) -> Path | None:
+    """The label file: an output's `label_filename`, else the `labels_file` parameter.
+
+    Relative to the model directory; a path that leaves the directory is refused.
+    """
+    name = next((str(o["label_filename"]) for o in config.get("output") or ()
+                 if o.get("label_filename")), None)
+    if name is None:
+        name = config_parameters(config).get(LABELS_PARAMETER) or None
+    if name is None:
+        return None
+    root = model_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise AdapterConfigError(f"label file {name!r} is outside the model directory {root}")
+    return path
+
+
+def read_labels(path: Path) -> tuple[str, ...]:
+    """One label per line (UTF-8); trailing whitespace and a final empty line are dropped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise AdapterConfigError(f"cannot read label file {path}: {e}") from e
+    return tuple(line.rstrip() for line in text.splitlines())
+
+
+def error_response(message: str, kind: ErrorKind) -> Any:
+    """`InferenceResponse(error=TritonError(message, code))`, INVALID_ARG for bad input."""
+    error_type = pb_utils.TritonError
+    code_name = "INVALID_ARG" if kind is ErrorKind.INVALID_INPUT else "INTERNAL"
+    code = getattr(error_type, code_name, None)
+    error = error_type(message) if code is None else error_type(message, code)
+    return pb_utils.InferenceResponse(output_tensors=[], error=error)
+
+
+def server_log(message: str, *, error: bool) -> None:
+    """Log on the Triton server (pb_utils.Logger), falling back to Python logging."""
+    logger = getattr(pb_utils, "Logger", None)
+    if logger is None:
+        (log.error if error else log.warning)("%s", message)
+    elif error:
+        logger.log_error(message)
+    else:
+        logger.log_warn(message)
+
+
+def build_responses(
+    model_name: str, outcomes: Sequence[Outcome], outputs: Sequence[TensorConfig],
+    *, batched: bool,
+) -> list[Any]:
+    """One InferenceResponse per outcome; failures are logged on the server."""
+    responses = []
+    for i, outcome in enumerate(outcomes):
+        tensors = _output_tensors(outcome, outputs, batched)
+        if isinstance(tensors, RequestError):
+            server_log(f"{model_name}: request {i} of the batch failed: {tensors.message}",
+                       error=tensors.kind is ErrorKind.INTERNAL)
+            responses.append(error_response(tensors.message, tensors.kind))
+        else:
+            responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+    return responses
+
+
+def _output_tensors(
+    outcome: Outcome, outputs: Sequence[TensorConfig], batched: bool,
+) -> list[Any] | RequestError:
+    if isinstance(outcome, RequestError):
+        return outcome
+    try:
+        return [pb_utils.Tensor(t.name, conform_output(_pick(outcome, t.name), t, batched))
+                for t in outputs]
+    except StepOutputError as e:
+        return RequestError(message=str(e), kind=ErrorKind.INTERNAL)
+
+
+def _pick(outcome: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in outcome:
+        raise StepOutputError(f"the step produced no output {name!r} "
+                              f"(produced: {', '.join(sorted(outcome)) or 'none'})")
+    return outcome[name]
+
+
+def gather_inputs(request: Any, inputs: Sequence[TensorConfig]) -> dict[str, np.ndarray]:
+    """The request's inputs named in the config, as numpy arrays (absent optionals skipped)."""
+    gathered = {}
+    for tensor in inputs:
+        found = pb_utils.get_input_tensor_by_name(request, tensor.name)
+        if found is not None:
+            gathered[tensor.name] = found.as_numpy()
+    return gathered
+
+
+def failed_responses(model_name: str, count: int, error: Exception) -> list[Any]:
+    message = f"{model_name}: internal error: {type(error).__name__}: {error}"
+    server_log(message, error=True)
+    return [error_response(message, ErrorKind.INTERNAL) for _ in range(count)]
+
+
+class TritonPythonModel:
+    """Python-backend model running `parameters.function` over each batch of requests."""
+
+    def initialize(self, args: Mapping[str, str]) -> None:
+        config = json.loads(args["model_config"])
+        self.model_name = str(args.get("model_name") or config.get("name", "python_step"))
+        parameters = config_parameters(config)
+        if FUNCTION_PARAMETER not in parameters:
+            raise AdapterConfigError(f"{self.model_name}: config has no {FUNCTION_PARAMETER!r} "
+                                     "parameter naming the step function")
+        self.function = resolve_function(parameters[FUNCTION_PARAMETER])
+        path = labels_path(config, Path(args["model_repository"]))
+        labels = read_labels(path) if path is not None else ()
+        self.context = StepContext(parameters=parameters, labels=labels)
+        self.inputs = config_tensors(config, "input", pb_utils.triton_string_to_numpy)
+        self.outputs = config_tensors(config, "output", pb_utils.triton_string_to_numpy)
+        self.batched = int(config.get("max_batch_size") or 0) > 0
+        log.info("%s: step %s loaded with %d labels", self.model_name,
+                 parameters[FUNCTION_PARAMETER], len(labels))
+
+    def _call(self, inputs: Mapping[str, np.ndarray]) -> StepResult:
+        return self.function(inputs, self.context)
+
+    def execute(self, requests: Sequence[Any]) -> list[Any]:
+        try:
+            per_request = [gather_inputs(request, self.inputs) for request in requests]
+            outcomes = run_batched(self._call, per_request)
+            return build_responses(self.model_name, outcomes, self.outputs,
+                                   batched=self.batched)
+        except Exception as e:  # never raise from execute: it would fail the whole batch
+            return failed_responses(self.model_name, len(requests), e)
+
+    def finalize(self) -> None:
+        log.info("%s: unloaded", self.model_name)
