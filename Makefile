@@ -28,20 +28,26 @@ $(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
 models: setup ## train and export the example models into artifacts/ (cached)
 	$(PY) -m model_zoo digits --out artifacts/digits
 
+demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
+	$(PY) -m demo --spec models.yaml --out build/model_repository
+
 repository: models ## build the example repository for this machine (target auto) into build/
 	$(PY) -m build_scripts build --spec models.yaml --target auto --out build/model_repository
 
-check-repository: models ## fail if model_repository/ differs from what models.yaml generates
+check-demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
+	$(PY) -m demo --spec models.yaml --out build/model_repository
+
+repository: models ## fail if model_repository/ differs from what models.yaml generates
 	$(PY) -m build_scripts build --spec models.yaml --target tensorrt --out model_repository --check
 
 lint-repository: repository ## lint the locally built repository
 	$(PY) -m build_scripts lint build/model_repository
 
 lint: setup ## ruff over the code
-	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo tests
+	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo tests
 
 format: setup ## ruff format
-	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo tests
+	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo tests
 
 test-unit: setup ## unit tests (no server)
 	$(PY) -m pytest tests/unit -q

@@ -32,7 +32,8 @@ def _build(args: argparse.Namespace) -> int:
     if not args.check:
         # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.
         stamp = BuildStamp.for_build(spec, target=target, out=args.out,
-                                     cache_dir=args.cache_dir or default_cache_dir(spec))
+                                     cache_dir=args.cache_dir or default_cache_dir(spec),
+                                     skip_plans=args.no_plans)
         if stamp.up_to_date():
             print(f"{args.out} is up to date (target {target.value})")
             return 0
@@ -42,6 +43,8 @@ def _build(args: argparse.Namespace) -> int:
     from build_scripts.repository_check import check_repository  # noqa: PLC0415
 
     if args.check:
+        if not args.verbose:
+            logging.getLogger("build_scripts").setLevel(logging.WARNING)
         diffs = check_repository(spec, target=target, repository=args.out,
                                  cache_dir=args.cache_dir)
         for diff in diffs:
@@ -55,6 +58,7 @@ def _build(args: argparse.Namespace) -> int:
         return 0
     with Console(stderr=True).status("building…") as status:
         result = build_repository(spec, target=target, out=args.out, cache_dir=args.cache_dir,
+                                  skip_plans=args.no_plans,
                                   on_step=lambda message: (status.update(message),
                                                            log.info("%s", message)))
     if result.up_to_date:
@@ -106,6 +110,9 @@ def parser() -> argparse.ArgumentParser:
                        help="artifact cache (default: .cache/build_scripts beside the spec)")
     build.add_argument("--check", action="store_true",
                        help="regenerate into a temp dir and fail on any difference from --out")
+    build.add_argument("--no-plans", action="store_true",
+                       help="tensorrt target: write everything but the plan binaries (what "
+                            "model_repository/ commits; plans are built in the TensorRT container)")
     build.set_defaults(run=_build)
 
     lint = sub.add_parser("lint", help="check any Triton model repository")

@@ -58,7 +58,8 @@ class _OnnxStep:
         return dict(zip(names, self.session.run(names, dict(inputs)), strict=True))
 
 
-def _load_step(repository: Path, name: str) -> _PythonStep | _OnnxStep:
+def _load_step(repository: Path, name: str,
+               onnx_models: Mapping[str, Path]) -> _PythonStep | _OnnxStep:
     model_dir = repository / name
     config = read_config(model_dir / "config.pbtxt")
     version_dir = _version_dir(model_dir)
@@ -73,6 +74,8 @@ def _load_step(repository: Path, name: str) -> _PythonStep | _OnnxStep:
         return _PythonStep(function=function,
                            context=StepContext(parameters=parameters, labels=labels))
     onnx_path = version_dir / "model.onnx"
+    if not onnx_path.is_file() and name in onnx_models:
+        onnx_path = onnx_models[name]  # e.g. a tensorrt-target repository holds only plans
     if not onnx_path.is_file():
         raise BuildError(f"{name}: the in-process reference needs model.onnx (build the "
                          f"local or onnxruntime target); {onnx_path} is missing")
@@ -80,13 +83,18 @@ def _load_step(repository: Path, name: str) -> _PythonStep | _OnnxStep:
 
 
 class ReferencePipeline:
-    """`ReferencePipeline(repo, "digits")(inputs)` returns the ensemble's outputs."""
+    """`ReferencePipeline(repo, "digits")(inputs)` returns the ensemble's outputs.
 
-    def __init__(self, repository: Path, ensemble: str) -> None:
+    Models run from the repository's `model.onnx`; `onnx_models` names the ONNX file of models
+    whose version directory holds none (a TensorRT plan, say).
+    """
+
+    def __init__(self, repository: Path, ensemble: str, *,
+                 onnx_models: Mapping[str, Path] | None = None) -> None:
         self.config = read_config(repository / ensemble / "config.pbtxt")
         if self.config.platform != "ensemble":
             raise BuildError(f"{ensemble}: not an ensemble")
-        self.steps = [(step, _load_step(repository, step.model_name))
+        self.steps = [(step, _load_step(repository, step.model_name, onnx_models or {}))
                       for step in self.config.ensemble_scheduling.step]
         self.output_names = [o.name for o in self.config.output]
 

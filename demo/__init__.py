@@ -1,0 +1,1 @@
+"""The main job end to end: build the example repository, serve it, classify, compare."""

@@ -1,0 +1,42 @@
+"""One real local Triton for the whole integration session, serving the example repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from build_scripts.builder import build_repository
+from build_scripts.local_triton import LocalTriton, ServerURLs, find_orphans
+from build_scripts.spec import Target, load_spec
+from model_zoo.digits import build_digits
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """models.yaml built for the local target (the example models are trained if missing)."""
+    build_digits(REPO_ROOT / "artifacts" / "digits")
+    out = tmp_path_factory.mktemp("served") / "model_repository"
+    build_repository(load_spec(REPO_ROOT / "models.yaml"), target=Target.LOCAL, out=out,
+                     remember=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def triton_server(example_repository: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
+    """Starts the real tritonserver, waits for readiness, and always tears it down."""
+    log_path = tmp_path_factory.mktemp("triton-log") / "tritonserver.log"
+    server = LocalTriton(example_repository, log_path=log_path, startup_timeout_s=180)
+    with server:
+        yield server
+    leftovers = find_orphans(instance_id=server.instance_id)
+    assert not leftovers, f"server or stub processes survived the fixture: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def triton(triton_server: LocalTriton) -> ServerURLs:
+    return triton_server.urls
