@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-stamp
 EXTRAS := build,serve,client,bench,export,dev
 
-.PHONY: help setup models repository check-repository lint-repository demo test test-unit \
+.PHONY: help setup models demo repository check-repository lint-repository test test-unit \
         test-integration lint format clean
 
 help: ## list the targets
@@ -34,10 +34,7 @@ demo: models ## the main job: build, serve on a real local Triton, classify over
 repository: models ## build the example repository for this machine (target auto) into build/
 	$(PY) -m build_scripts build --spec models.yaml --target auto --out build/model_repository
 
-check-demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
-	$(PY) -m demo --spec models.yaml --out build/model_repository
-
-repository: models ## fail if model_repository/ differs from what models.yaml generates
+check-repository: models ## fail if model_repository/ differs from what models.yaml generates
 	$(PY) -m build_scripts build --spec models.yaml --target tensorrt --out model_repository --check
 
 lint-repository: repository ## lint the locally built repository
