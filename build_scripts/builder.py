@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -77,6 +78,7 @@ ONNX_RUNNER_SHIM = (
     "from triton_adapters.onnx_runner import TritonPythonModel  # noqa: F401\n"
 )
 STEP_CALLBACK = Callable[[str], None]
+_SAFE_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,13 +229,15 @@ class _RepositoryBuilder:
         warmup_dir.mkdir()
         inputs = []
         batched = model.max_batch_size > 0
-        for tensor in info.inputs:
+        for index, tensor in enumerate(info.inputs):
+            # ONNX tensor names may hold '/' or '..': never let them shape a path.
+            file_name = tensor.name if _SAFE_FILE.match(tensor.name) else f"input_{index}"
             row = samples[tensor.name][0] if batched else samples[tensor.name]
             data = np.ascontiguousarray(row, dtype=NUMPY_DTYPES[tensor.dtype])
-            (warmup_dir / tensor.name).write_bytes(data.tobytes())
+            (warmup_dir / file_name).write_bytes(data.tobytes())
             inputs.append(WarmupInput(name=tensor.name, dtype=tensor.dtype,
                                       dims=tuple(int(d) for d in data.shape),
-                                      file_name=tensor.name))
+                                      file_name=file_name))
         return inputs
 
     def build_model(self, model: ModelSpec) -> None:

@@ -213,3 +213,24 @@ def test_check_detects_drift(spec: BuildSpec, tmp_path: Path) -> None:
         ("stray/config.pbtxt", "unexpected"),
     ]
     assert "max_batch_size: 16" in diffs[0].detail
+
+
+def test_tensor_names_never_shape_paths(tmp_path: Path) -> None:
+    import onnx
+
+    write_inputs(tmp_path)
+    model = onnx.load(str(tmp_path / "clf.onnx"))
+    evil = "../../escape"
+    for node in model.graph.node:
+        node.input[:] = [evil if name == "pixels" else name for name in node.input]
+    model.graph.input[0].name = evil
+    onnx.save(model, str(tmp_path / "clf.onnx"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "holdout.npz", **{evil: rng.random((4, 1, 8, 8), dtype=np.float32)})
+    spec = parse_spec(SPEC.split("  - name: clf_fp16")[0], tmp_path / "models.yaml")
+    out = tmp_path / "nested" / "repo"
+    build(spec, out)
+    assert (out / "clf" / "warmup" / "input_0").is_file()
+    assert not (tmp_path / "escape").exists() and not (out.parent / "escape").exists()
+    assert read_config(out / "clf" / "config.pbtxt").model_warmup[0].inputs[evil].input_data_file \
+        == "input_0"
