@@ -90,7 +90,9 @@ def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
         raise InvalidImageError(f"{fmt.value} image is above the limit of {limit} pixels, "
                                 f"refused as a decompression bomb: {e}") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+    except UnidentifiedImageError as e:  # PIL's text names a BytesIO object's address
+        raise InvalidImageError(f"{fmt.value} header is truncated or corrupt") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise InvalidImageError(f"{fmt.value} header is truncated or corrupt: {e}") from e
     width, height = image.size
     if width <= 0 or height <= 0:

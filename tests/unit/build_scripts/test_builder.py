@@ -227,7 +227,7 @@ def test_tensor_names_never_shape_paths(tmp_path: Path) -> None:
     onnx.save(model, str(tmp_path / "clf.onnx"))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "holdout.npz", **{evil: rng.random((4, 1, 8, 8), dtype=np.float32)})
-    spec = parse_spec(SPEC.split("  - name: clf_fp16")[0], tmp_path / "models.yaml")
+    spec = parse_spec(SPEC.split("  - name: clf_fp16", maxsplit=1)[0], tmp_path / "models.yaml")
     out = tmp_path / "nested" / "repo"
     build(spec, out)
     assert (out / "clf" / "warmup" / "input_0").is_file()

@@ -1,0 +1,293 @@
+"""The typed client (clients/) against the real server of the session fixture.
+
+Both protocols, sync (`connect`) and asyncio (`connect_async`), through the `digits` ensemble:
+one request of max_batch_size images, inputs larger than max_batch_size (split by the
+client), many concurrent small requests, and health, readiness and metadata. Every served
+answer is compared with the in-process reference (`ReferencePipeline`) on the same images.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_scripts.local_triton import ServerURLs
+from build_scripts.reference_runner import ReferencePipeline
+from clients import (
+    Classification,
+    InvalidInputError,
+    ModelState,
+    ModelUnavailableError,
+    classify,
+    classify_async,
+    connect,
+    connect_async,
+)
+from clients.tasks import images_tensor
+from model_zoo.digits import encoded_split
+
+pytestmark = pytest.mark.integration
+
+PIPELINE = "digits"
+CLASSIFIER = "digits_classifier"
+MAX_BATCH_SIZE = 64
+OVER_MAX_BATCH = 200  # 64 + 64 + 64 + 8: the client must split it
+SUBSET = OVER_MAX_BATCH
+TOP_K = 3
+CONCURRENT_REQUESTS = 32
+REQUEST_SIZES = (1, 2, 3, 4)
+SCORE_ATOL = 1e-5
+READY_TIMEOUT_S = 10.0
+EXPECTED_MODELS = frozenset(
+    {
+        "digits",
+        "digits_preprocess",
+        "digits_classifier",
+        "digits_classifier_fp16",
+        "digits_classifier_int8",
+        "digits_postprocess",
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expected:
+    """The in-process pipeline's outputs, one row per image."""
+
+    labels: np.ndarray  # [N, K] str
+    scores: np.ndarray  # [N, K] float32
+    indices: np.ndarray  # [N, K] int64
+
+
+@dataclass(frozen=True, kw_only=True)
+class Slice:
+    """A request of `count` images starting at row `start` of the subset."""
+
+    start: int
+    count: int
+
+    @property
+    def rows(self) -> range:
+        return range(self.start, self.start + self.count)
+
+
+@pytest.fixture(scope="module")
+def images() -> list[bytes]:
+    blobs, _ = encoded_split("test")
+    return blobs[:SUBSET]
+
+
+@pytest.fixture(scope="module")
+def expected(example_repository: Path, images: list[bytes]) -> Expected:
+    outputs = ReferencePipeline(example_repository, PIPELINE)(
+        {"IMAGE": np.array(images, dtype=object).reshape(-1, 1)}
+    )
+    labels = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(outputs["LABELS"])
+    return Expected(
+        labels=labels.astype(str),
+        scores=np.asarray(outputs["SCORES"], dtype=np.float32),
+        indices=np.asarray(outputs["CLASS_INDICES"]).astype(np.int64),
+    )
+
+
+@pytest.fixture(params=["http", "grpc"])
+def url(request: pytest.FixtureRequest, triton: ServerURLs) -> str:
+    return str(getattr(triton, request.param))
+
+
+def assert_matches_reference(
+    results: Sequence[Sequence[Classification]], expected: Expected, rows: Sequence[int]
+) -> None:
+    """Identical labels and class indices (in order), scores within SCORE_ATOL."""
+    assert len(results) == len(rows)
+    for result in results:
+        assert len(result) == TOP_K
+    labels = np.array([[c.label for c in result] for result in results], dtype=str)
+    indices = np.array([[c.index for c in result] for result in results], dtype=np.int64)
+    scores = np.array([[c.score for c in result] for result in results], dtype=np.float32)
+    picked = list(rows)
+    np.testing.assert_array_equal(labels, expected.labels[picked])
+    np.testing.assert_array_equal(indices, expected.indices[picked])
+    np.testing.assert_allclose(scores, expected.scores[picked], rtol=0, atol=SCORE_ATOL)
+
+
+def request_slices() -> list[Slice]:
+    """CONCURRENT_REQUESTS requests of 1-4 images over consecutive rows of the subset."""
+    slices, start = [], 0
+    for count in itertools.islice(itertools.cycle(REQUEST_SIZES), CONCURRENT_REQUESTS):
+        slices.append(Slice(start=start, count=count))
+        start += count
+    assert start <= SUBSET
+    return slices
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_one_request_of_max_batch_size(url: str, images: list[bytes], expected: Expected) -> None:
+    with connect(url) as client:
+        assert client.max_batch_size(PIPELINE) == MAX_BATCH_SIZE
+        results = classify(client, PIPELINE, images[:MAX_BATCH_SIZE])
+    assert_matches_reference(results, expected, range(MAX_BATCH_SIZE))
+
+
+def test_input_above_max_batch_size_is_split(
+    url: str, images: list[bytes], expected: Expected
+) -> None:
+    tensor = {"IMAGE": images_tensor(images[:OVER_MAX_BATCH])}
+    with connect(url) as client:
+        # One request of 200 is refused by the server: the split below is needed.
+        with pytest.raises(InvalidInputError, match="batch-size must be <= 64"):
+            client.infer(PIPELINE, tensor)
+        results = classify(client, PIPELINE, images[:OVER_MAX_BATCH])
+        top1 = classify(client, PIPELINE, images[:OVER_MAX_BATCH], top_k=1)
+    assert_matches_reference(results, expected, range(OVER_MAX_BATCH))
+    assert [r[0] for r in results] == [r[0] for r in top1]
+    assert all(len(r) == 1 for r in top1)
+
+
+def test_async_batches(url: str, images: list[bytes], expected: Expected) -> None:
+    async def run() -> tuple[list[list[Classification]], list[list[Classification]]]:
+        async with connect_async(url) as client:
+            assert await client.max_batch_size(PIPELINE) == MAX_BATCH_SIZE
+            one = await classify_async(client, PIPELINE, images[:MAX_BATCH_SIZE])
+            with pytest.raises(InvalidInputError, match="batch-size must be <= 64"):
+                await client.infer(PIPELINE, {"IMAGE": images_tensor(images[:OVER_MAX_BATCH])})
+            split = await classify_async(client, PIPELINE, images[:OVER_MAX_BATCH], concurrency=4)
+            return one, split
+
+    one, split = asyncio.run(run())
+    assert_matches_reference(one, expected, range(MAX_BATCH_SIZE))
+    assert_matches_reference(split, expected, range(OVER_MAX_BATCH))
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_sync_requests_from_threads(
+    url: str, images: list[bytes], expected: Expected
+) -> None:
+    """A TritonClient is for one thread at a time: each request opens its own."""
+    slices = request_slices()
+
+    def one(part: Slice) -> list[list[Classification]]:
+        with connect(url) as client:
+            return classify(client, PIPELINE, images[part.start : part.start + part.count])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(one, slices))
+    assert len(answers) == CONCURRENT_REQUESTS
+    for part, answer in zip(slices, answers, strict=True):
+        assert_matches_reference(answer, expected, part.rows)
+
+
+def test_concurrent_async_requests(url: str, images: list[bytes], expected: Expected) -> None:
+    slices = request_slices()
+
+    async def run() -> list[list[list[Classification]]]:
+        async with connect_async(url) as client:
+            return list(
+                await asyncio.gather(
+                    *(
+                        classify_async(client, PIPELINE, images[p.start : p.start + p.count])
+                        for p in slices
+                    )
+                )
+            )
+
+    answers = asyncio.run(run())
+    assert len(answers) == CONCURRENT_REQUESTS
+    for part, answer in zip(slices, answers, strict=True):
+        assert_matches_reference(answer, expected, part.rows)
+
+
+# --------------------------------------------------------------------------- health, metadata
+
+
+def test_health_and_readiness(url: str) -> None:
+    with connect(url) as client:
+        assert client.is_live()
+        assert client.is_ready()
+        client.wait_until_ready(models=[PIPELINE], timeout_s=READY_TIMEOUT_S)
+        assert client.is_model_ready(PIPELINE)
+        assert not client.is_model_ready("no_such_model")
+        report = client.health(models=[PIPELINE, CLASSIFIER])
+    assert report.ok, report
+    assert report.url == url
+    assert [m.name for m in report.models] == [PIPELINE, CLASSIFIER]
+
+
+def test_async_health_and_readiness(url: str) -> None:
+    async def run() -> None:
+        async with connect_async(url) as client:
+            assert await client.is_live()
+            assert await client.is_ready()
+            await client.wait_until_ready(models=[PIPELINE], timeout_s=READY_TIMEOUT_S)
+            report = await client.health(models=[PIPELINE])
+            assert report.ok, report
+
+    asyncio.run(run())
+
+
+def test_every_model_is_listed_ready(url: str, example_repository: Path) -> None:
+    with connect(url) as client:
+        statuses = client.list_models()
+    in_repository = {p.name for p in example_repository.iterdir() if (p / "config.pbtxt").is_file()}
+    assert in_repository == EXPECTED_MODELS
+    assert {s.name for s in statuses} == EXPECTED_MODELS
+    assert len(statuses) == len(EXPECTED_MODELS)
+    for status in statuses:
+        assert status.state is ModelState.READY, status
+        assert status.ready
+        assert status.version == "1"
+
+
+def test_pipeline_metadata_and_configs(url: str) -> None:
+    with connect(url) as client:
+        metadata = client.model_metadata(PIPELINE)
+        classifier_config = client.model_config(CLASSIFIER)
+        pipeline_config = client.model_config(PIPELINE)
+    assert metadata.name == PIPELINE
+    assert metadata.platform == "ensemble"
+    assert [(t.name, t.datatype, t.shape) for t in metadata.inputs] == [("IMAGE", "BYTES", (-1, 1))]
+    assert [(t.name, t.datatype, t.shape) for t in metadata.outputs] == [
+        ("LABELS", "BYTES", (-1, TOP_K)),
+        ("SCORES", "FP32", (-1, TOP_K)),
+        ("CLASS_INDICES", "INT32", (-1, TOP_K)),
+    ]
+    assert metadata.output("SCORES") is not None
+    assert classifier_config.max_batch_size == MAX_BATCH_SIZE
+    assert classifier_config.name == CLASSIFIER
+    assert pipeline_config.max_batch_size == MAX_BATCH_SIZE
+    assert pipeline_config.platform == "ensemble"
+    assert [s.model_name for s in pipeline_config.ensemble_scheduling.step] == [
+        "digits_preprocess",
+        CLASSIFIER,
+        "digits_postprocess",
+    ]
+
+
+def test_async_metadata_and_configs(url: str) -> None:
+    async def run() -> None:
+        async with connect_async(url) as client:
+            statuses = await client.list_models()
+            assert {s.name for s in statuses if s.ready} == EXPECTED_MODELS
+            metadata = await client.model_metadata(PIPELINE)
+            assert [t.name for t in metadata.inputs] == ["IMAGE"]
+            assert [t.name for t in metadata.outputs] == ["LABELS", "SCORES", "CLASS_INDICES"]
+            config = await client.model_config(CLASSIFIER)
+            assert config.max_batch_size == MAX_BATCH_SIZE
+
+    asyncio.run(run())
+
+
+def test_unknown_model_is_unavailable(url: str, images: list[bytes]) -> None:
+    with connect(url) as client, pytest.raises(ModelUnavailableError, match="no_such_model"):
+        client.infer("no_such_model", {"IMAGE": images_tensor(images[:1])})
