@@ -1,4 +1,7 @@
-"""`python -m model_zoo digits --out artifacts/digits [--force] [-v]`: build example models."""
+"""`python -m model_zoo digits --out artifacts/digits [--force] [-v]`: build example models.
+
+`python -m model_zoo digits-images --out DIR --count N` writes test-split PNGs to try clients.
+"""
 
 from __future__ import annotations
 
@@ -21,13 +24,30 @@ def _parser() -> argparse.ArgumentParser:
                         help="output directory (default: artifacts/digits)")
     digits.add_argument("--force", action="store_true",
                         help="rebuild even when the stamp says the outputs are up to date")
+    images = models.add_parser("digits-images",
+                               help="write digits test-split images as PNG files to try clients")
+    images.add_argument("--out", type=Path, default=Path("artifacts/digits/images"))
+    images.add_argument("--count", type=int, default=10)
     return parser
+
+
+def _write_images(out: Path, count: int) -> int:
+    from model_zoo.digits import encoded_split  # noqa: PLC0415
+
+    blobs, labels = encoded_split("test")
+    out.mkdir(parents=True, exist_ok=True)
+    for index, (blob, label) in enumerate(zip(blobs[:count], labels[:count], strict=True)):
+        (out / f"test{index:03d}_label{label}.png").write_bytes(blob)
+    print(f"wrote {min(count, len(blobs))} PNG files to {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.model == "digits-images":
+        return _write_images(args.out, args.count)
     started = time.perf_counter()
     try:
         from model_zoo.digits import build_digits  # noqa: PLC0415 -- torch loads only here
