@@ -22,11 +22,9 @@ from build_scripts.spec import (
     Target,
     TensorSpec,
 )
+from triton_adapters import parameters as parameter_names
 
 LABELS_FILE = "labels.txt"
-PYTHON_FUNCTION_PARAMETER = "function"
-LABELS_PARAMETER = "labels_file"
-INTRA_OP_THREADS_PARAMETER = "intra_op_threads"
 
 PLATFORMS: dict[Target, str] = {
     Target.TENSORRT: "tensorrt_plan",
@@ -139,8 +137,9 @@ def model_config(
     parameters = dict(model.serving.parameters)
     if target is Target.LOCAL:
         config.backend = "python"
+        parameters[parameter_names.ONNX_MODEL_FILE] = MODEL_FILES[Target.LOCAL]
         if model.onnxruntime.intra_op_threads:
-            parameters[INTRA_OP_THREADS_PARAMETER] = str(model.onnxruntime.intra_op_threads)
+            parameters[parameter_names.INTRA_OP_THREADS] = str(model.onnxruntime.intra_op_threads)
     else:
         config.platform = PLATFORMS[target]
     inputs, outputs = tensors_from_onnx(info, batched=model.max_batch_size > 0)
@@ -180,8 +179,8 @@ def python_step_config(step: PythonStepSpec) -> mc.ModelConfig:
         _fill_io(config.input.add(), tensor)
     for tensor in tensors_from_spec(step.outputs):
         _fill_io(config.output.add(), tensor)
-    parameters = {**step.serving.parameters, PYTHON_FUNCTION_PARAMETER: step.function}
+    parameters = {**step.serving.parameters, parameter_names.FUNCTION: step.function}
     if step.serving.labels is not None:
-        parameters[LABELS_PARAMETER] = LABELS_FILE
+        parameters[parameter_names.LABELS_FILE] = LABELS_FILE
     _common(config, step.serving, Target.LOCAL, parameters)
     return config

@@ -37,6 +37,7 @@ from build_scripts.config_io import CONFIG_NAME, parse_config
 from build_scripts.ensemble_check import ENSEMBLE_PLATFORM, validate_ensemble
 from build_scripts.errors import BuildError, ConfigError
 from build_scripts.manifest import MANIFEST_NAME, read_manifest
+from triton_adapters import parameters as parameter_names
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,11 @@ def model_files(config: model_config_pb2.ModelConfig) -> tuple[str, ...]:
     per_gpu = sorted(set(config.cc_model_filenames.values()))
     if per_gpu:
         return tuple(per_gpu)
-    return (config.default_model_filename or _DEFAULT_MODEL_FILE[kind],)
+    files = (config.default_model_filename or _DEFAULT_MODEL_FILE[kind],)
+    served = config.parameters.get(parameter_names.ONNX_MODEL_FILE)
+    if served is not None and served.string_value:  # the local target's ONNX Runtime runner
+        files += (served.string_value,)
+    return files
 
 
 @dataclass(frozen=True, kw_only=True)

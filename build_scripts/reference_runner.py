@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from build_scripts.config_io import read_config
-from build_scripts.config_writer import LABELS_PARAMETER, PYTHON_FUNCTION_PARAMETER
 from build_scripts.errors import BuildError
 from processing.step_api import StepContext, StepFunction
+from triton_adapters import parameters as parameter_names
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,17 @@ def _load_step(repository: Path, name: str,
     config = read_config(model_dir / "config.pbtxt")
     version_dir = _version_dir(model_dir)
     parameters = {k: v.string_value for k, v in config.parameters.items()}
-    if PYTHON_FUNCTION_PARAMETER in parameters:
-        module_name, _, attr = parameters.pop(PYTHON_FUNCTION_PARAMETER).partition(":")
+    if parameter_names.FUNCTION in parameters:
+        module_name, _, attr = parameters.pop(parameter_names.FUNCTION).partition(":")
         labels: tuple[str, ...] = ()
-        labels_file = parameters.pop(LABELS_PARAMETER, None)
+        labels_file = parameters.pop(parameter_names.LABELS_FILE, None)
         if labels_file:
             labels = tuple((model_dir / labels_file).read_text(encoding="utf-8").splitlines())
         function = getattr(importlib.import_module(module_name), attr)
         return _PythonStep(function=function,
                            context=StepContext(parameters=parameters, labels=labels))
-    onnx_path = version_dir / "model.onnx"
+    onnx_path = version_dir / (parameters.get(parameter_names.ONNX_MODEL_FILE)
+                               or parameter_names.DEFAULT_ONNX_MODEL_FILE)
     if not onnx_path.is_file() and name in onnx_models:
         onnx_path = onnx_models[name]  # e.g. a tensorrt-target repository holds only plans
     if not onnx_path.is_file():

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from processing.step_api import StepResult
+from triton_adapters import parameters as parameter_names
 from triton_adapters.batching import (
     AdapterConfigError,
     Outcome,
@@ -35,8 +36,6 @@ except ImportError:  # unit tests import OnnxBatchRunner without a server
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
-INTRA_OP_THREADS_PARAMETER = "intra_op_threads"
 
 _ORT_TYPES: dict[str, np.dtype] = {
     f"tensor({name})": np.dtype(dtype) for name, dtype in {
@@ -138,14 +137,20 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.model_name = str(args.get("model_name") or config.get("name", "onnx_model"))
         parameters = config_parameters(config)
-        raw_threads = parameters.get(INTRA_OP_THREADS_PARAMETER, "0") or "0"
+        raw_threads = parameters.get(parameter_names.INTRA_OP_THREADS, "0") or "0"
         try:
             threads = int(raw_threads)
         except ValueError as e:
+            raise AdapterConfigError(
+                f"{self.model_name}: parameter {parameter_names.INTRA_OP_THREADS!r} must be an "
+                f"integer, got {raw_threads!r}") from e
+        file_name = parameters.get(parameter_names.ONNX_MODEL_FILE) or (
+            parameter_names.DEFAULT_ONNX_MODEL_FILE)
+        if Path(file_name).name != file_name:
             raise AdapterConfigError(f"{self.model_name}: parameter "
-                                     f"{INTRA_OP_THREADS_PARAMETER!r} must be an integer, got "
-                                     f"{raw_threads!r}") from e
-        path = Path(args["model_repository"]) / str(args["model_version"]) / MODEL_FILE
+                                     f"{parameter_names.ONNX_MODEL_FILE!r} must be a file name "
+                                     f"in the version directory, got {file_name!r}")
+        path = Path(args["model_repository"]) / str(args["model_version"]) / file_name
         self.runner = OnnxBatchRunner.from_path(path, intra_op_threads=threads)
         self.inputs = config_tensors(config, "input", pb_utils.triton_string_to_numpy)
         self.outputs = config_tensors(config, "output", pb_utils.triton_string_to_numpy)

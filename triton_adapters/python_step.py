@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from processing.step_api import StepContext, StepFunction, StepResult
+from triton_adapters import parameters as parameter_names
 from triton_adapters.batching import (
     AdapterConfigError,
     ErrorKind,
@@ -39,15 +40,13 @@ except ImportError:  # unit tests and tools import the pure helpers below
 
 log = logging.getLogger(__name__)
 
-FUNCTION_PARAMETER = "function"
-LABELS_PARAMETER = "labels_file"
 
 
 def resolve_function(spec: str) -> StepFunction:
     """Import `package.module:callable` and return the callable."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise AdapterConfigError(f"parameter {FUNCTION_PARAMETER!r} must look like "
+        raise AdapterConfigError(f"parameter {parameter_names.FUNCTION!r} must look like "
                                  f"'package.module:function', got {spec!r}")
     try:
         module = importlib.import_module(module_name)
@@ -68,7 +67,7 @@ def labels_path(config: Mapping[str, Any], model_dir: Path) -> Path | None:
     name = next((str(o["label_filename"]) for o in config.get("output") or ()
                  if o.get("label_filename")), None)
     if name is None:
-        name = config_parameters(config).get(LABELS_PARAMETER) or None
+        name = config_parameters(config).get(parameter_names.LABELS_FILE) or None
     if name is None:
         return None
     root = model_dir.resolve()
@@ -166,10 +165,11 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.model_name = str(args.get("model_name") or config.get("name", "python_step"))
         parameters = config_parameters(config)
-        if FUNCTION_PARAMETER not in parameters:
-            raise AdapterConfigError(f"{self.model_name}: config has no {FUNCTION_PARAMETER!r} "
-                                     "parameter naming the step function")
-        self.function = resolve_function(parameters[FUNCTION_PARAMETER])
+        if parameter_names.FUNCTION not in parameters:
+            raise AdapterConfigError(f"{self.model_name}: config has no "
+                                     f"{parameter_names.FUNCTION!r} parameter naming the step "
+                                     "function")
+        self.function = resolve_function(parameters[parameter_names.FUNCTION])
         path = labels_path(config, Path(args["model_repository"]))
         labels = read_labels(path) if path is not None else ()
         self.context = StepContext(parameters=parameters, labels=labels)
@@ -177,7 +177,7 @@ class TritonPythonModel:
         self.outputs = config_tensors(config, "output", pb_utils.triton_string_to_numpy)
         self.batched = int(config.get("max_batch_size") or 0) > 0
         log.info("%s: step %s loaded with %d labels", self.model_name,
-                 parameters[FUNCTION_PARAMETER], len(labels))
+                 parameters[parameter_names.FUNCTION], len(labels))
 
     def _call(self, inputs: Mapping[str, np.ndarray]) -> StepResult:
         return self.function(inputs, self.context)

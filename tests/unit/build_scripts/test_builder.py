@@ -88,6 +88,15 @@ def test_local_build_writes_a_servable_repository(spec: BuildSpec, tmp_path: Pat
     assert lint_repository(out) == []
 
 
+def test_lint_finds_the_missing_onnx_of_a_local_runner(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build(spec, out)
+    (out / "clf" / "1" / "model.onnx").unlink()
+    problems = [str(p) for p in lint_repository(out)]
+    assert len(problems) == 1 and problems[0].startswith("clf/1: ")
+    assert "model.onnx" in problems[0]
+
+
 def test_unchanged_rebuild_is_a_cache_hit(spec: BuildSpec, tmp_path: Path) -> None:
     out = tmp_path / "repo"
     started = time.monotonic()

@@ -111,6 +111,7 @@ def test_local_target_is_python_backend_on_cpu(spec) -> None:
     assert config.backend == "python" and not config.platform
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert config.parameters["intra_op_threads"].string_value == "2"
+    assert config.parameters["onnx_model_file"].string_value == "model.onnx"
 
 
 def test_auto_target_must_be_resolved(spec) -> None:

@@ -168,13 +168,3 @@ def test_shim_model_py_exposes_the_class(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.TritonPythonModel is python_step.TritonPythonModel
-
-
-def test_parameter_names_agree_with_the_config_writer() -> None:
-    from build_scripts import config_writer
-    from triton_adapters import onnx_runner
-
-    assert python_step.FUNCTION_PARAMETER == config_writer.PYTHON_FUNCTION_PARAMETER
-    assert python_step.LABELS_PARAMETER == config_writer.LABELS_PARAMETER
-    assert onnx_runner.INTRA_OP_THREADS_PARAMETER == config_writer.INTRA_OP_THREADS_PARAMETER
-    assert onnx_runner.MODEL_FILE == config_writer.MODEL_FILES[config_writer.Target.LOCAL]

@@ -1,0 +1,7 @@
+"""Names of the config.pbtxt `parameters` the adapters read; the builder writes the same ones."""
+
+FUNCTION = "function"  # "package.module:callable" a Python step calls over each batch
+LABELS_FILE = "labels_file"  # labels file in the model directory, passed to the step function
+INTRA_OP_THREADS = "intra_op_threads"  # ONNX Runtime intra-op threads of the local runner
+ONNX_MODEL_FILE = "onnx_model_file"  # the ONNX file the local runner serves, per version dir
+DEFAULT_ONNX_MODEL_FILE = "model.onnx"
