@@ -178,8 +178,7 @@ class _Linter:
                         self.add(
                             version,
                             f"no {file_name}: the {model_kind(config).value} backend loads it "
-                            "from every version directory (default_model_filename changes the "
-                            "name)",
+                            "from every version directory",
                         )
         return _Model(
             name=directory.name,

@@ -174,9 +174,9 @@ def test_missing_model_file(repo: Path) -> None:
 
     assert lint(repo) == [
         "digits_classifier/1: no model.onnx: the onnxruntime backend loads it from every version "
-        "directory (default_model_filename changes the name)",
+        "directory",
         "digits_preprocess/1: no model.py: the python backend loads it from every version "
-        "directory (default_model_filename changes the name)",
+        "directory",
     ]
 
 
@@ -195,9 +195,9 @@ def test_default_model_filename_and_per_gpu_plans(repo: Path) -> None:
 
     assert lint(repo) == [
         "digits_classifier/1: no digits.onnx: the onnxruntime backend loads it from every "
-        "version directory (default_model_filename changes the name)",
+        "version directory",
         "digits_classifier_trt/1: no model_sm80.plan: the tensorrt backend loads it from every "
-        "version directory (default_model_filename changes the name)",
+        "version directory",
     ]
 
     (repo / "digits_classifier" / "1" / "model.onnx").rename(
