@@ -88,6 +88,7 @@ class BuiltModel:
     artifact: str | None  # file name in the version directory
     cached: bool
     accuracy: AccuracyReport | None = None
+    source: str = ""  # what inspection found: opset, checker, I/O, batch proof
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -269,8 +270,12 @@ class _RepositoryBuilder:
         config = model_config(model, info, target=self.target,
                               warmup=self._warmup(model, info, model_dir))
         self._write(config, model_dir)
-        self.built.append(BuiltModel(name=model.name, kind="model", artifact=artifact,
-                                     cached=cached, accuracy=report))
+        io = ", ".join(t.describe() for t in info.inputs + info.outputs)
+        batch = (f"batch axis proven dynamic at 1 and {model.dynamic_batch_probe}"
+                 if model.max_batch_size else "unbatched")
+        self.built.append(BuiltModel(
+            name=model.name, kind="model", artifact=artifact, cached=cached, accuracy=report,
+            source=f"opset {info.opset}, onnx.checker ok, {batch}; {io}"))
 
     # ---------------------------------------------------------------- Python steps
     def build_python_step(self, step: PythonStepSpec) -> None:

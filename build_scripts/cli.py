@@ -23,7 +23,6 @@ def _configure_logging(verbosity: int) -> None:
     if verbosity < 2:  # keep third-party chatter out of the build output
         for noisy in ("onnxruntime", "polygraphy", "PIL"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        logging.getLogger("build_scripts.onnx_inspect").setLevel(logging.WARNING)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -66,10 +65,11 @@ def _build(args: argparse.Namespace) -> int:
               f"{result.seconds:.2f} s)")
         return 0
     for model in result.models:
-        line = f"  {model.name:<28} {model.kind:<12} {model.artifact or '-':<11}"
+        print(f"  {model.name:<28} {model.kind:<12} {model.artifact or '-'}")
+        if model.source:
+            print(f"      source: {model.source}")
         if model.accuracy is not None:
-            line += f" {model.accuracy.describe()}"
-        print(line)
+            print(f"      accuracy gate: {model.accuracy.describe()}")
     print(f"built {len(result.models)} models into {result.out} "
           f"(target {result.target.value}) in {result.seconds:.1f} s")
     return 0

@@ -155,7 +155,7 @@ def inspect_onnx(path: Path) -> OnnxModelInfo:
         producer=f"{model.producer_name} {model.producer_version}".strip(),
         inputs=inputs, outputs=outputs, batched=batched,
     )
-    log.info("inspected %s", info.describe())
+    log.debug("inspected %s", info.describe())
     return info
 
 
