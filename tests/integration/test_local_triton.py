@@ -28,6 +28,7 @@ from build_scripts.local_triton import (
     STUB_BINARY,
     InstallationKind,
     LocalTriton,
+    ModelControl,
     TritonInstallation,
     find_orphans,
     find_tritonserver,
@@ -153,6 +154,21 @@ def test_port_in_use_is_refused_before_starting(
         with pytest.raises(ServerError, match=f"HTTP port {port} on 127.0.0.1 is already in use"):
             server.start()
         assert server.pid is None
+
+
+def test_conflicting_options_are_refused_when_made(add_repo: Path) -> None:
+    with pytest.raises(
+        ServerError, match="model_control must be one of 'none', 'explicit', 'poll', got 'bogus'"
+    ):
+        LocalTriton(add_repo, model_control="bogus")  # type: ignore[arg-type]
+    with pytest.raises(
+        ServerError, match=r"load_models=\['add'\] needs model_control='explicit' \(got 'poll'\)"
+    ):
+        LocalTriton(add_repo, model_control="poll", load_models=["add"])
+    server = LocalTriton(add_repo, model_control="explicit", load_models=("add",))
+    assert server.options.model_control is ModelControl.EXPLICIT
+    assert server.options.load_models == ("add",)
+    assert server.pid is None
 
 
 # ------------------------------------------------------------------------ a running server
