@@ -145,11 +145,14 @@ class _RepositoryBuilder:
         """The ONNX model at the spec's precision, gated on accuracy against fp32."""
         if model.precision is Precision.FP32:
             return model.onnx, None, True
-        assert model.accuracy is not None  # the spec requires it for fp16/int8
+        budget = model.accuracy
+        if budget is None:  # load_spec requires it for fp16/int8; a hand-made spec might not
+            raise BuildError(f"{model.name}: precision {model.precision.value} needs an "
+                             "accuracy budget")
         calibration_sha = sha256_file(model.calibration) if model.calibration else None
         key = cache_key("precision", info.sha256, model.precision.value, calibration_sha,
-                        sorted(model.keep_fp32_ops), sha256_file(model.accuracy.holdout),
-                        model.accuracy.metric.value, model.accuracy.threshold, tool_versions())
+                        sorted(model.keep_fp32_ops), sha256_file(budget.holdout),
+                        budget.metric.value, budget.threshold, tool_versions())
 
         def transform(tmp: Path) -> None:
             self.on_step(f"{model.name}: {model.precision.value} transform")
@@ -160,9 +163,9 @@ class _RepositoryBuilder:
             candidate = transform_precision(model.onnx, tmp / "model.onnx",
                                             precision=model.precision, calibration=calibration,
                                             keep_fp32_ops=model.keep_fp32_ops)
-            self.on_step(f"{model.name}: accuracy gate ({model.accuracy.metric.value})")
+            self.on_step(f"{model.name}: accuracy gate ({budget.metric.value})")
             report = check_accuracy(model.onnx, candidate, model_name=model.name,
-                                    precision=model.precision, budget=model.accuracy)
+                                    precision=model.precision, budget=budget)
             (tmp / "accuracy.json").write_text(json.dumps(_report_dict(report)))
 
         entry, cached = self.cache.produce("precision", key, transform)
@@ -234,7 +237,7 @@ class _RepositoryBuilder:
             # ONNX tensor names may hold '/' or '..': never let them shape a path.
             file_name = tensor.name if _SAFE_FILE.match(tensor.name) else f"input_{index}"
             row = samples[tensor.name][0] if batched else samples[tensor.name]
-            data = np.ascontiguousarray(row, dtype=NUMPY_DTYPES[tensor.dtype])
+            data: np.ndarray = np.ascontiguousarray(row, dtype=NUMPY_DTYPES[tensor.dtype])
             (warmup_dir / file_name).write_bytes(data.tobytes())
             inputs.append(WarmupInput(name=tensor.name, dtype=tensor.dtype,
                                       dims=tuple(int(d) for d in data.shape),

@@ -56,10 +56,13 @@ def _build(args: argparse.Namespace) -> int:
         print(f"{args.out} is equal to what {args.spec} generates (target {target.value})")
         return 0
     with Console(stderr=True).status("building…") as status:
+
+        def show(message: str) -> None:
+            status.update(message)
+            log.info("%s", message)
+
         result = build_repository(spec, target=target, out=args.out, cache_dir=args.cache_dir,
-                                  skip_plans=args.no_plans,
-                                  on_step=lambda message: (status.update(message),
-                                                           log.info("%s", message)))
+                                  skip_plans=args.no_plans, on_step=show)
     if result.up_to_date:
         print(f"{result.out} is up to date (target {result.target.value}, "
               f"{result.seconds:.2f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +75,7 @@ def run_digits(repository: Path, spec: BuildSpec, urls: ServerURLs, *,
     runs = []
     for protocol, url in (("HTTP", urls.http), ("gRPC", urls.grpc)):
         predictions, seconds = classify_over(url, images, chunk=64,
-                                             advance=lambda n, p=protocol: advance(p, n))
+                                             advance=functools.partial(advance, protocol))
         top1 = np.array([p[0].index for p in predictions], dtype=np.int64)
         runs.append(ProtocolRun(protocol=protocol, url=url, seconds=seconds, top1=top1,
                                 accuracy=float(np.mean(top1 == labels)),
