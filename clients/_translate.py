@@ -66,6 +66,9 @@ TRANSLATABLE: tuple[type[BaseException], ...] = (
     OSError,  # ConnectionRefusedError, TimeoutError (socket.timeout, asyncio.TimeoutError)
     *_optional,
 )
+#: What retry loops and readiness polls catch: library errors, which `translate_error` turns
+#: into ClientErrors, and ClientErrors themselves, which it passes through.
+CAUGHT: tuple[type[BaseException], ...] = (*TRANSLATABLE, ClientError)
 
 _GRPC_CODES: dict[str, type[ClientError]] = {
     "UNAVAILABLE": ServerUnavailableError,

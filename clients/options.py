@@ -18,7 +18,7 @@ from enum import Enum
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from clients._translate import TRANSLATABLE, translate_error
+from clients._translate import CAUGHT, translate_error
 from clients.errors import ClientError, InvalidOptionError, InvalidURLError
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ class Protocol(str, Enum):
 
 DEFAULT_PORTS: dict[Protocol, int] = {Protocol.HTTP: 8000, Protocol.GRPC: 8001}
 ACCEPTED_SCHEMES = "http://host:port or grpc://host:port"
-# What the retry loops catch: library errors (translated) and our own ClientErrors.
-_CAUGHT: tuple[type[BaseException], ...] = (*TRANSLATABLE, ClientError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,6 +144,10 @@ class RetryPolicy:
         return self.nominal_delay_s(retry_index) * (1.0 - self.jitter * rng())
 
 
+#: One attempt only: for creating and closing clients, unregistering regions.
+NO_RETRY = RetryPolicy(retries=0)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ClientOptions:
     """Options shared by the sync and asyncio clients. Durations are seconds."""
@@ -202,15 +204,9 @@ def call_with_retry(
     while True:
         try:
             return operation()
-        except _CAUGHT as e:
-            error = translate_error(e, context=context)
-            if attempt >= policy.retries or not policy.should_retry(error):
-                if error is e:
-                    raise
-                raise error from e
-            delay = policy.delay_s(attempt, rng=rng)
-            attempt += 1
-            logger.warning("%s (retry %d/%d in %.2fs)", error, attempt, policy.retries, delay)
+        except CAUGHT as e:
+            delay = _retry_delay_s(e, attempt=attempt, policy=policy, context=context, rng=rng)
+        attempt += 1
         sleep(delay)
 
 
@@ -227,13 +223,30 @@ async def acall_with_retry(
     while True:
         try:
             return await operation()
-        except _CAUGHT as e:
-            error = translate_error(e, context=context)
-            if attempt >= policy.retries or not policy.should_retry(error):
-                if error is e:
-                    raise
-                raise error from e
-            delay = policy.delay_s(attempt, rng=rng)
-            attempt += 1
-            logger.warning("%s (retry %d/%d in %.2fs)", error, attempt, policy.retries, delay)
+        except CAUGHT as e:
+            delay = _retry_delay_s(e, attempt=attempt, policy=policy, context=context, rng=rng)
+        attempt += 1
         await sleep(delay)
+
+
+def _retry_delay_s(
+    caught: BaseException,
+    *,
+    attempt: int,
+    policy: RetryPolicy,
+    context: str,
+    rng: Callable[[], float],
+) -> float:
+    """How long to wait before retrying after failed attempt `attempt` (0-based).
+
+    Raises the translated error instead when `policy` gives up on it (a ClientError that was
+    raised as such is re-raised unchanged).
+    """
+    error = translate_error(caught, context=context)
+    if attempt >= policy.retries or not policy.should_retry(error):
+        if error is caught:
+            raise caught
+        raise error from caught
+    delay = policy.delay_s(attempt, rng=rng)
+    logger.warning("%s (retry %d/%d in %.2fs)", error, attempt + 1, policy.retries, delay)
+    return delay

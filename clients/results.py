@@ -1,16 +1,11 @@
-"""Small typed results of the client, and their parsing from HTTP JSON and gRPC messages."""
+"""Small typed results of the client. `clients._metadata` fills them from server answers."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
 
-from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2
-
-from clients.errors import ServerError
 
 ModelConfig = model_config_pb2.ModelConfig
 
@@ -92,74 +87,3 @@ class HealthReport:
     @property
     def models_not_ready(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.models if not m.ready)
-
-
-def model_status_from_json(entry: Mapping[str, Any]) -> ModelStatus:
-    """An entry of the HTTP `/v2/repository/index` answer (keys are absent when not loaded)."""
-    return ModelStatus(
-        name=str(entry["name"]),
-        version=str(entry.get("version", "")),
-        state=ModelState.parse(entry.get("state")),
-        reason=str(entry.get("reason", "")),
-    )
-
-
-def model_status_from_proto(entry: Any) -> ModelStatus:
-    """A `RepositoryIndexResponse.ModelIndex` message."""
-    return ModelStatus(
-        name=entry.name,
-        version=entry.version,
-        state=ModelState.parse(entry.state),
-        reason=entry.reason,
-    )
-
-
-def _tensors(entries: Sequence[Any], *, from_json: bool) -> tuple[TensorMetadata, ...]:
-    if from_json:
-        return tuple(
-            TensorMetadata(
-                name=str(t["name"]),
-                datatype=str(t["datatype"]),
-                shape=tuple(int(d) for d in t.get("shape", ())),
-            )
-            for t in entries
-        )
-    return tuple(
-        TensorMetadata(name=t.name, datatype=t.datatype, shape=tuple(int(d) for d in t.shape))
-        for t in entries
-    )
-
-
-def model_metadata_from_json(data: Mapping[str, Any]) -> ModelMetadata:
-    try:
-        return ModelMetadata(
-            name=str(data["name"]),
-            versions=tuple(str(v) for v in data.get("versions", ())),
-            platform=str(data.get("platform", "")),
-            inputs=_tensors(data.get("inputs", ()), from_json=True),
-            outputs=_tensors(data.get("outputs", ()), from_json=True),
-        )
-    except (KeyError, TypeError, ValueError) as e:
-        raise ServerError(f"unexpected model metadata from the server: {e!r}") from e
-
-
-def model_metadata_from_proto(message: Any) -> ModelMetadata:
-    """A `ModelMetadataResponse` message."""
-    return ModelMetadata(
-        name=message.name,
-        versions=tuple(message.versions),
-        platform=message.platform,
-        inputs=_tensors(message.inputs, from_json=False),
-        outputs=_tensors(message.outputs, from_json=False),
-    )
-
-
-def model_config_from_json(data: Mapping[str, Any]) -> model_config_pb2.ModelConfig:
-    """The HTTP config answer as a `ModelConfig` message (fields this client does not know,
-    from a newer server, are ignored)."""
-    try:
-        return json_format.ParseDict(
-            dict(data), model_config_pb2.ModelConfig(), ignore_unknown_fields=True
-        )
-    except json_format.ParseError as e:
-        raise ServerError(f"unexpected model config from the server: {e}") from e

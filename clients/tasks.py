@@ -37,6 +37,11 @@ def images_tensor(images: Sequence[bytes | bytearray | memoryview]) -> NDArray[A
     return tensor
 
 
+def _check_top_k(top_k: int | None) -> None:
+    if top_k is not None and top_k < 1:
+        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+
+
 def _label_text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
@@ -54,8 +59,7 @@ def parse_classifications(
 
     Arrays are [N, K]; a [N] array counts as K = 1.
     """
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+    _check_top_k(top_k)
     rows = [np.asarray(a) for a in (labels, scores, indices)]
     rows = [a.reshape(-1, 1) if a.ndim == 1 else a for a in rows]
     if len({a.shape for a in rows}) != 1 or rows[0].ndim != 2:
@@ -81,6 +85,14 @@ def parse_classifications(
     return results
 
 
+def _classifications(
+    outputs: dict[str, NDArray[Any]], names: Sequence[str], *, top_k: int | None
+) -> list[list[Classification]]:
+    """Parse the outputs named `names` (labels, scores, class indices, in this order)."""
+    labels, scores, indices = (outputs[name] for name in names)
+    return parse_classifications(labels, scores, indices, top_k=top_k)
+
+
 def classify(
     client: TritonClient,
     model: str,
@@ -97,19 +109,13 @@ def classify(
 
     Large inputs are split into requests of the model's max_batch_size (`infer_batched`).
     """
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+    _check_top_k(top_k)
     if not images:
         return []
-    outputs = client.infer_batched(
-        model,
-        {image_input: images_tensor(images)},
-        outputs=[labels_output, scores_output, indices_output],
-        version=version,
-    )
-    return parse_classifications(
-        outputs[labels_output], outputs[scores_output], outputs[indices_output], top_k=top_k
-    )
+    names = [labels_output, scores_output, indices_output]
+    inputs = {image_input: images_tensor(images)}
+    outputs = client.infer_batched(model, inputs, outputs=names, version=version)
+    return _classifications(outputs, names, top_k=top_k)
 
 
 async def classify_async(
@@ -126,17 +132,12 @@ async def classify_async(
     concurrency: int = 4,
 ) -> list[list[Classification]]:
     """The asyncio twin of `classify`; up to `concurrency` batches are in flight."""
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+    _check_top_k(top_k)
     if not images:
         return []
+    names = [labels_output, scores_output, indices_output]
+    inputs = {image_input: images_tensor(images)}
     outputs = await client.infer_batched(
-        model,
-        {image_input: images_tensor(images)},
-        outputs=[labels_output, scores_output, indices_output],
-        version=version,
-        concurrency=concurrency,
+        model, inputs, outputs=names, version=version, concurrency=concurrency
     )
-    return parse_classifications(
-        outputs[labels_output], outputs[scores_output], outputs[indices_output], top_k=top_k
-    )
+    return _classifications(outputs, names, top_k=top_k)

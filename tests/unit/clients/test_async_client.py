@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,20 +19,6 @@ from clients.errors import (
 )
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield int(sock.getsockname()[1])
-
-
 def test_connect_async_needs_no_running_loop_and_checks_the_url() -> None:
     client = connect_async("grpc://127.0.0.1:1")
     assert isinstance(client, AsyncTritonClient)
@@ -46,9 +30,9 @@ def test_connect_async_needs_no_running_loop_and_checks_the_url() -> None:
 
 @pytest.mark.parametrize("scheme", ["http", "grpc"])
 def test_refused_connection_is_retried_then_unavailable(
-    scheme: str, caplog: pytest.LogCaptureFixture
+    scheme: str, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    url = f"{scheme}://127.0.0.1:{closed_port()}"
+    url = f"{scheme}://127.0.0.1:{closed_port}"
     caplog.set_level(logging.WARNING, logger="clients.options")
 
     async def run() -> None:
@@ -73,18 +57,18 @@ def test_silent_server_times_out(scheme: str, silent_port: int) -> None:
     assert 0.2 < time.monotonic() - started < 2.0
 
 
-def test_wait_until_ready_times_out_naming_the_server() -> None:
+def test_wait_until_ready_times_out_naming_the_server(closed_port: int) -> None:
     async def run() -> None:
-        async with connect_async(f"http://127.0.0.1:{closed_port()}", retries=0) as client:
+        async with connect_async(f"http://127.0.0.1:{closed_port}", retries=0) as client:
             await client.wait_until_ready(models=["m"], timeout_s=0.3, poll_interval_s=0.05)
 
     with pytest.raises(ClientTimeoutError, match=r"not ready after 0\.3s: server not ready"):
         asyncio.run(run())
 
 
-def test_inputs_are_validated_before_any_io() -> None:
+def test_inputs_are_validated_before_any_io(closed_port: int) -> None:
     async def run() -> None:
-        async with connect_async(f"grpc://127.0.0.1:{closed_port()}", retries=0) as client:
+        async with connect_async(f"grpc://127.0.0.1:{closed_port}", retries=0) as client:
             with pytest.raises(InvalidInputError, match="scalar"):
                 await client.infer("m", {"X": np.float32(1)})  # type: ignore[dict-item]
             with pytest.raises(InvalidInputError, match="concurrency"):
@@ -93,9 +77,9 @@ def test_inputs_are_validated_before_any_io() -> None:
     asyncio.run(run())
 
 
-def test_a_closed_client_refuses_calls() -> None:
+def test_a_closed_client_refuses_calls(closed_port: int) -> None:
     async def run() -> None:
-        client = connect_async(f"grpc://127.0.0.1:{closed_port()}")
+        client = connect_async(f"grpc://127.0.0.1:{closed_port}")
         await client.close()
         with pytest.raises(ClientError, match="closed"):
             await client.is_live()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import numpy as np
 import pytest
@@ -18,12 +17,6 @@ from clients.tasks import (
     images_tensor,
     parse_classifications,
 )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_images_tensor_is_an_object_array_of_shape_n_by_1() -> None:
@@ -68,8 +61,8 @@ def test_parse_classifications_rejects_mismatched_outputs() -> None:
         parse_classifications(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), top_k=0)
 
 
-def test_classify_with_no_images_sends_nothing() -> None:
-    with connect(f"http://127.0.0.1:{closed_port()}", retries=0) as client:
+def test_classify_with_no_images_sends_nothing(closed_port: int) -> None:
+    with connect(f"http://127.0.0.1:{closed_port}", retries=0) as client:
         assert classify(client, "digits", []) == []
         with pytest.raises(InvalidInputError):
             classify(client, "digits", [b"x"], top_k=0)
@@ -77,9 +70,9 @@ def test_classify_with_no_images_sends_nothing() -> None:
             classify(client, "digits", [b"x"])
 
 
-def test_classify_async_with_no_images_sends_nothing() -> None:
+def test_classify_async_with_no_images_sends_nothing(closed_port: int) -> None:
     async def run() -> list[list[Classification]]:
-        async with connect_async(f"grpc://127.0.0.1:{closed_port()}", retries=0) as client:
+        async with connect_async(f"grpc://127.0.0.1:{closed_port}", retries=0) as client:
             with pytest.raises(ServerUnavailableError):
                 await classify_async(client, "digits", [b"x"])
             return await classify_async(client, "digits", [])
