@@ -40,8 +40,9 @@ check-repository: models ## fail if model_repository/ differs from what models.y
 lint-repository: repository ## lint the locally built repository
 	$(PY) -m build_scripts lint build/model_repository
 
-lint: setup ## ruff over the code
+lint: setup ## ruff and mypy over the code
 	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo tests
+	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo
 
 format: setup ## ruff format
 	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo tests

@@ -1,0 +1,61 @@
+"""System shared memory for inputs and outputs, sync and asyncio, over HTTP and gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from build_scripts.local_triton import ServerURLs
+from clients import connect, connect_async
+from clients.tasks import images_tensor
+from model_zoo.digits import INPUT_NAME, OUTPUT_NAME, encoded_split, preprocess
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def samples() -> tuple[list[bytes], np.ndarray]:
+    images, _ = encoded_split("test")
+    return images[:16], preprocess(images[:16])
+
+
+@pytest.fixture(params=["http", "grpc"])
+def url(request: pytest.FixtureRequest, triton: ServerURLs) -> str:
+    return triton.http if request.param == "http" else triton.grpc
+
+
+def shm_regions() -> set[str]:
+    return {p.name for p in Path("/dev/shm").iterdir()}
+
+
+def test_shared_memory_equals_plain_inference(url: str, samples) -> None:
+    images, pixels = samples
+    before = shm_regions()
+    with connect(url) as client:
+        plain = client.infer("digits_classifier", {INPUT_NAME: pixels[:8]})
+        shared = client.infer("digits_classifier", {INPUT_NAME: pixels[:8]}, shared_memory=True)
+        np.testing.assert_array_equal(plain[OUTPUT_NAME], shared[OUTPUT_NAME])
+        tensor = {"IMAGE": images_tensor(images[:4])}
+        plain = client.infer("digits", tensor)
+        shared = client.infer("digits", tensor, shared_memory=True)
+        assert sorted(shared) == ["CLASS_INDICES", "LABELS", "SCORES"]
+        for name, value in plain.items():
+            np.testing.assert_array_equal(value, shared[name])
+    assert shm_regions() - before == set()  # every region was unregistered and unlinked
+
+
+def test_shared_memory_async(url: str, samples) -> None:
+    _, pixels = samples
+
+    async def run() -> tuple[np.ndarray, np.ndarray]:
+        async with connect_async(url) as client:
+            plain = await client.infer("digits_classifier", {INPUT_NAME: pixels})
+            shared = await client.infer("digits_classifier", {INPUT_NAME: pixels},
+                                        shared_memory=True)
+            return plain[OUTPUT_NAME], shared[OUTPUT_NAME]
+
+    plain, shared = asyncio.run(run())
+    np.testing.assert_array_equal(plain, shared)
