@@ -91,7 +91,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from build_scripts.local_triton import serve_forever  # noqa: PLC0415
+    from build_scripts.local_server.local_triton import serve_forever  # noqa: PLC0415
 
     return serve_forever(args.repository, http_port=args.http_port, grpc_port=args.grpc_port,
                          metrics_port=args.metrics_port, model_control=args.model_control,

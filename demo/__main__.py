@@ -15,7 +15,7 @@ from rich.table import Table
 
 from build_scripts.builder import build_repository
 from build_scripts.errors import BuildError
-from build_scripts.local_triton import LocalTriton
+from build_scripts.local_server.local_triton import LocalTriton
 from build_scripts.spec import Target, load_spec
 from clients import ClientError
 from demo.digits import DigitsReport, run_digits

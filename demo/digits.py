@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from build_scripts.local_triton import ServerURLs
+from build_scripts.local_server.local_triton import ServerURLs
 from build_scripts.reference_runner import ReferencePipeline
 from build_scripts.spec import BuildSpec
 from clients import Classification, classify, connect

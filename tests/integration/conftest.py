@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from build_scripts.builder import build_repository
-from build_scripts.local_triton import LocalTriton, ServerURLs, find_orphans
+from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
 from build_scripts.spec import Target, load_spec
 from model_zoo.digits import build_digits
 

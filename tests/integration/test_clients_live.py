@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.local_triton import ServerURLs
+from build_scripts.local_server.local_triton import ServerURLs
 from build_scripts.reference_runner import ReferencePipeline
 from clients import (
     Classification,

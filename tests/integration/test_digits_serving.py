@@ -22,7 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from build_scripts.local_triton import LocalTriton, ServerURLs, find_orphans
+from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
 from build_scripts.reference_runner import ReferencePipeline
 from clients import (
     Classification,

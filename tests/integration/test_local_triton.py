@@ -1,4 +1,4 @@
-"""A real tritonserver started by build_scripts.local_triton: serve, fail, stop, leave nothing.
+"""A real tritonserver started by LocalTriton: serve, fail, stop, leave nothing.
 
 Each server start costs a few seconds, so one module-scoped server answers the inference
 tests; the other tests start a server only when the start itself is what they test.
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from build_scripts.errors import ServerError
-from build_scripts.local_triton import (
+from build_scripts.local_server.local_triton import (
     PROJECT_ROOT,
     STUB_BINARY,
     InstallationKind,
@@ -285,7 +285,7 @@ def test_failed_load_reports_the_models_own_reason(
 _KILL_MYSELF = """
 import json, os, signal, sys
 from pathlib import Path
-from build_scripts.local_triton import LocalTriton, find_orphans
+from build_scripts.local_server.local_triton import LocalTriton, find_orphans
 
 server = LocalTriton(Path(sys.argv[1]), log_path=Path(sys.argv[2]))
 server.start()
@@ -313,7 +313,7 @@ def test_sigkill_of_the_caller_leaves_no_server(
 _SERVE = """
 import json, sys
 from pathlib import Path
-from build_scripts.local_triton import serve_forever
+from build_scripts.local_server.local_triton import serve_forever
 
 def ready(urls):
     print(json.dumps({"http": urls.http, "grpc": urls.grpc, "metrics": urls.metrics}), flush=True)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from build_scripts.local_triton import ServerURLs
+from build_scripts.local_server.local_triton import ServerURLs
 from build_scripts.reference_runner import ReferencePipeline
 from model_zoo.digits import encoded_split
 

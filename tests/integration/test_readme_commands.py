@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.local_triton import find_orphans
-from build_scripts.ports import pick_free_ports
+from build_scripts.local_server.local_triton import find_orphans
+from build_scripts.local_server.ports import pick_free_ports
 from tests.onnx_factories import make_classifier
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.local_triton import ServerURLs
+from build_scripts.local_server.local_triton import ServerURLs
 from clients import connect, connect_async
 from clients.tasks import images_tensor
 from model_zoo.digits import INPUT_NAME, OUTPUT_NAME, encoded_split, preprocess

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_scripts.server_http import ModelIndexEntry
+from build_scripts.local_server.server_http import ModelIndexEntry
 
 MAX_REASON_LINES = 12
 _TAIL_KEPT = 30

@@ -5,7 +5,7 @@
 - `PATH` starts with the running environment's `bin/`: the stub finds `python3` there and takes
   its `sys.prefix` (and so the virtualenv's site-packages, numpy included) from it;
 - `LOCAL_TRITON_INSTANCE_ID` marks the server and its stubs, so that their processes can be
-  found again from /proc (`build_scripts.local_triton.find_orphans`).
+  found again from /proc (`build_scripts.local_server.local_triton.find_orphans`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sysconfig
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from build_scripts.triton_install import InstallationKind, TritonInstallation
+from build_scripts.local_server.triton_install import InstallationKind, TritonInstallation
 
 INSTANCE_ENV_VAR = "LOCAL_TRITON_INSTANCE_ID"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from build_scripts.errors import ServerError
-from build_scripts.ports import LOOPBACK, is_port_free, pick_free_ports
+from build_scripts.local_server.ports import LOOPBACK, is_port_free, pick_free_ports
 
 
 class ModelControl(str, Enum):

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from build_scripts.errors import ServerError
-from build_scripts.ports import LOOPBACK
+from build_scripts.local_server.ports import LOOPBACK
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,17 +2,17 @@
 
 The pieces, one module each:
 
-- `build_scripts.triton_install`: where the server comes from (`find_tritonserver`: PATH
+- `triton_install`: where the server comes from (`find_tritonserver`: PATH
   first, as in the NGC container, then the nvidia-pytriton wheel) and the backend directory
   with the Python-backend stub that matches the running interpreter (`prepare_backend_dir`);
-- `build_scripts.server_environment`: `LD_LIBRARY_PATH` and `PATH` for the server, so that
+- `server_environment`: `LD_LIBRARY_PATH` and `PATH` for the server, so that
   the stub embeds this Python build and uses this virtualenv, and the instance marker that
   `find_orphans` looks for;
-- `build_scripts.server_options`: the options (`ServerOptions`), the ports and the command
+- `server_options`: the options (`ServerOptions`), the ports and the command
   line; every listener is bound to 127.0.0.1;
-- `build_scripts.process_tree`: the server leads its own process group and gets
+- `process_tree`: the server leads its own process group and gets
   `PR_SET_PDEATHSIG`; stopping it is SIGTERM, wait, SIGKILL, then the rest of the group;
-- `build_scripts.server_log` and `build_scripts.server_http`: readiness, the repository
+- `server_log` and `server_http`: readiness, the repository
   index and the server's own reason when a start fails.
 
 The server runs with the project root as its working directory: the stub runs an isolated
@@ -41,16 +41,16 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
 from build_scripts.errors import ServerError
-from build_scripts.process_tree import (
+from build_scripts.local_server.process_tree import (
     describe_exit,
     find_processes,
     spawn_group_leader,
     stop_group,
 )
-from build_scripts.server_environment import INSTANCE_ENV_VAR, server_environment
-from build_scripts.server_http import ModelIndexEntry, readiness, repository_index
-from build_scripts.server_log import ServerLogReader, describe_unready, explain_log
-from build_scripts.server_options import (
+from build_scripts.local_server.server_environment import INSTANCE_ENV_VAR, server_environment
+from build_scripts.local_server.server_http import ModelIndexEntry, readiness, repository_index
+from build_scripts.local_server.server_log import ServerLogReader, describe_unready, explain_log
+from build_scripts.local_server.server_options import (
     ModelControl,
     ServerOptions,
     ServerPorts,
@@ -60,7 +60,7 @@ from build_scripts.server_options import (
     choose_ports,
     server_command,
 )
-from build_scripts.triton_install import (
+from build_scripts.local_server.triton_install import (
     STUB_BINARY,
     InstallationKind,
     TritonInstallation,
@@ -91,7 +91,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _SERVER_NAME = "tritonserver"
 _PORT_ATTEMPTS = 3
