@@ -27,6 +27,7 @@ $(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
 
 models: setup ## train and export the example models into artifacts/ (cached)
 	$(PY) -m model_zoo digits --out artifacts/digits
+	$(PY) -m model_zoo resnet --out artifacts/resnet
 
 demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
 	$(PY) -m demo --spec models.yaml --out build/model_repository

@@ -1,4 +1,4 @@
-"""`python -m model_zoo digits --out artifacts/digits [--force] [-v]`: build example models.
+"""`python -m model_zoo {digits,resnet} --out DIR [--force] [-v]`: build example models.
 
 `python -m model_zoo digits-images --out DIR --count N` writes test-split PNGs to try clients.
 """
@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="output directory (default: artifacts/digits)")
     digits.add_argument("--force", action="store_true",
                         help="rebuild even when the stamp says the outputs are up to date")
+    resnet = models.add_parser("resnet",
+                               help="ResNet-18-style CNN, 224x224 RGB, random seeded weights")
+    resnet.add_argument("--out", type=Path, default=Path("artifacts/resnet"),
+                        help="output directory (default: artifacts/resnet)")
+    resnet.add_argument("--force", action="store_true",
+                        help="rebuild even when the stamp says the outputs are up to date")
     images = models.add_parser("digits-images",
                                help="write digits test-split images as PNG files to try clients")
     images.add_argument("--out", type=Path, default=Path("artifacts/digits/images"))
@@ -42,6 +48,21 @@ def _write_images(out: Path, count: int) -> int:
     return 0
 
 
+def _build_resnet(out: Path, *, force: bool, started: float) -> int:
+    try:
+        from model_zoo.resnet import build_resnet  # noqa: PLC0415 -- torch loads only here
+
+        result = build_resnet(out, force=force)
+    except ModelZooError as e:
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    state = "cached" if result.cached else "built"
+    print(f"resnet {state} in {time.perf_counter() - started:.1f}s: "
+          f"{result.parameters} parameters; {result.onnx}, {result.labels}, {result.holdout}, "
+          f"{result.metrics}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -49,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "digits-images":
         return _write_images(args.out, args.count)
     started = time.perf_counter()
+    if args.model == "resnet":
+        return _build_resnet(args.out, force=args.force, started=started)
     try:
         from model_zoo.digits import build_digits  # noqa: PLC0415 -- torch loads only here
 

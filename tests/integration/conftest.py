@@ -11,6 +11,7 @@ from build_scripts.builder import build_repository
 from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
 from build_scripts.spec import Target, load_spec
 from model_zoo.digits import build_digits
+from model_zoo.resnet import build_resnet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models.yaml built for the local target (the example models are trained if missing)."""
     build_digits(REPO_ROOT / "artifacts" / "digits")
+    build_resnet(REPO_ROOT / "artifacts" / "resnet")
     out = tmp_path_factory.mktemp("served") / "model_repository"
     build_repository(load_spec(REPO_ROOT / "models.yaml"), target=Target.LOCAL, out=out,
                      remember=False)

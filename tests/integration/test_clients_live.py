@@ -20,6 +20,7 @@ import pytest
 
 from build_scripts.local_server.local_triton import ServerURLs
 from build_scripts.reference_runner import ReferencePipeline
+from build_scripts.spec import load_spec
 from clients import (
     Classification,
     InvalidInputError,
@@ -45,16 +46,7 @@ CONCURRENT_REQUESTS = 32
 REQUEST_SIZES = (1, 2, 3, 4)
 SCORE_ATOL = 1e-5
 READY_TIMEOUT_S = 10.0
-EXPECTED_MODELS = frozenset(
-    {
-        "digits",
-        "digits_preprocess",
-        "digits_classifier",
-        "digits_classifier_fp16",
-        "digits_classifier_int8",
-        "digits_postprocess",
-    }
-)
+EXPECTED_MODELS = frozenset(load_spec(Path(__file__).resolve().parents[2] / "models.yaml").names)
 
 
 @dataclass(frozen=True, kw_only=True)
