@@ -9,8 +9,8 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-stamp
 EXTRAS := build,serve,client,bench,export,dev
 
-.PHONY: help setup models demo repository check-repository lint-repository test test-unit \
-        test-integration lint format clean
+.PHONY: help setup models demo repository check-repository lint-repository bench bench-smoke \
+        test test-unit test-integration lint format clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -38,15 +38,21 @@ repository: models ## build the example repository for this machine (target auto
 check-repository: models ## fail if model_repository/ differs from what models.yaml generates
 	$(PY) -m build_scripts build --spec models.yaml --target tensorrt --out model_repository --check
 
+bench: models ## full benchmark: all systems side by side -> results/bench/latest/
+	$(PY) -m benchmarks run --out results/bench
+
+bench-smoke: models ## the same harness with short windows (< 90 s); checks it works, not speed
+	$(PY) -m benchmarks run --smoke --out results/bench
+
 lint-repository: repository ## lint the locally built repository
 	$(PY) -m build_scripts lint build/model_repository
 
 lint: setup ## ruff and mypy over the code
-	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo tests
-	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo
+	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo benchmarks tests
+	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo benchmarks
 
 format: setup ## ruff format
-	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo tests
+	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo benchmarks tests
 
 test-unit: setup ## unit tests (no server)
 	$(PY) -m pytest tests/unit -q
@@ -54,9 +60,10 @@ test-unit: setup ## unit tests (no server)
 test-integration: models ## integration tests against a real local Triton
 	$(PY) -m pytest tests/integration -q
 
-test: setup models lint ## everything CI runs: lint, unit and integration tests, repository check
+test: setup models lint ## everything CI runs: lint, tests, repository check, bench-smoke
 	$(PY) -m pytest tests -q
 	$(MAKE) --no-print-directory check-repository
+	$(MAKE) --no-print-directory bench-smoke
 
 clean: ## remove build outputs and caches (keeps .venv)
 	rm -rf build .cache artifacts results .pytest_cache

@@ -1,0 +1,1 @@
+"""Benchmark harness: perf_analyzer, wrk, the peer systems and the reports."""
