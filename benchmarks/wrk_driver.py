@@ -255,6 +255,10 @@ def wrk_command(
     ]
 
 
+class NoCompletedRequestsError(BenchmarkError):
+    """wrk ran, but no request completed within the window."""
+
+
 def run_wrk(
     url: str,
     body: bytes,
@@ -314,7 +318,7 @@ def run_wrk(
     except BenchmarkError as e:
         raise BenchmarkError(f"{e}\nwrk stderr: {done.stderr.strip()}") from e
     if raw.requests == 0:
-        raise BenchmarkError(
+        raise NoCompletedRequestsError(
             f"no request completed against {url} in {duration_s} s "
             f"(socket errors: connect {raw.connect_errors}, read {raw.read_errors}, "
             f"write {raw.write_errors}, timeout {raw.timeout_errors}); "
@@ -343,14 +347,27 @@ def sweep(
     *,
     timeout_s: float = 10,
     system: str | None = None,
+    longer_windows: int = 2,
 ) -> list[LoadResult]:
-    """run_wrk at each concurrency in order (same body, same headers, same duration)."""
+    """run_wrk at each concurrency in order (same body, same headers, same duration).
+
+    A level in which no request completes (a window shorter than one slow request) is
+    measured again with a window three times longer, up to `longer_windows` times.
+    """
     if not concurrencies:
         raise BenchmarkError("sweep needs at least one concurrency")
-    return [
-        run_wrk(
-            url, body, headers, concurrency=c, duration_s=duration_s, timeout_s=timeout_s,
-            system=system,
-        )
-        for c in concurrencies
-    ]
+    results = []
+    for c in concurrencies:
+        window = duration_s
+        for attempt in range(longer_windows + 1):
+            try:
+                results.append(run_wrk(url, body, headers, concurrency=c, duration_s=window,
+                                       timeout_s=timeout_s, system=system))
+                break
+            except NoCompletedRequestsError:
+                if attempt == longer_windows:
+                    raise
+                window *= 3
+                logger.warning("no request completed at concurrency %d; measuring again over "
+                               "%.0f s", c, window)
+    return results

@@ -6,6 +6,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.wrk_driver import (
     WRK_SCRIPT,
     LoadResult,
+    NoCompletedRequestsError,
     WrkRaw,
     find_wrk,
     parse_wrk_output,
@@ -260,3 +262,36 @@ def test_run_wrk_rejects_bad_arguments(headers: dict[str, str], concurrency: int
     with pytest.raises(BenchmarkError, match=message):
         run_wrk("http://127.0.0.1:1/x", BODY, headers, concurrency=concurrency, duration_s=1,
                 threads=threads)
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    """Answers each request after 1.5 s: longer than a 1 s window."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(1.5)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_sweep_measures_a_slow_level_again_over_a_longer_window() -> None:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowHandler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/slow"
+        (result,) = sweep(url, BODY, HEADERS, [1], 1, timeout_s=5)
+        assert result.requests >= 1
+        assert result.duration_s >= 2.5  # the 3 s window, not the 1 s one
+        with pytest.raises(NoCompletedRequestsError):
+            sweep(url, BODY, HEADERS, [1], 1, timeout_s=5, longer_windows=0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
