@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from benchmarks import variants as v
-from benchmarks.errors import BenchmarkError
+from benchmarks.errors import BenchmarkError, PerfAnalyzerError
 from benchmarks.fastapi_peer import serve_peer
 from benchmarks.inprocess_limit import available_cores, measure_inprocess_limit
 from benchmarks.kserve_codec import encode_request, request_headers
@@ -189,16 +189,26 @@ def _perf_analyzer(repository: Path, grpc_url: str, plan: BenchPlan, work: Path,
     out.mkdir(parents=True, exist_ok=True)
     for scenario in config.perf:
         log.info("perf_analyzer: %s", scenario.name)
-        collected.perf_points.extend(run_perf_analyzer(
-            scenario, grpc_url, out_csv=out / f"{scenario.name}.csv",
-            input_images=config.input_images, divergence_factor=config.divergence_factor))
+        try:
+            collected.perf_points.extend(run_perf_analyzer(
+                scenario, grpc_url, out_csv=out / f"{scenario.name}.csv",
+                input_images=config.input_images, divergence_factor=config.divergence_factor))
+        except PerfAnalyzerError as e:  # one unstable scenario must not void the whole run
+            collected.notes.append(f"perf_analyzer {scenario.name}: no result: "
+                                   f"{str(e).splitlines()[0]}")
     for scenario in config.perf:
         if scenario.workload.value not in plan.profiled_workloads or scenario.batch_images != 1:
             continue
         log.info("perf_analyzer: %s, each step", scenario.name)
-        profile = profile_pipeline(repository, scenario, grpc_url, out_dir=out / scenario.name,
-                                   input_images=config.input_images,
-                                   divergence_factor=config.divergence_factor)
+        try:
+            profile = profile_pipeline(repository, scenario, grpc_url,
+                                       out_dir=out / scenario.name,
+                                       input_images=config.input_images,
+                                       divergence_factor=config.divergence_factor)
+        except PerfAnalyzerError as e:
+            collected.notes.append(f"perf_analyzer {scenario.name} per-step profile: no "
+                                   f"result: {str(e).splitlines()[0]}")
+            continue
         collected.perf_points.extend(profile.ensemble + profile.in_ensemble + profile.steps)
 
 
