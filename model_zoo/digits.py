@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import logging
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,9 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-import PIL
 import sklearn
 import torch
 from PIL import Image
@@ -134,12 +131,8 @@ def encoded_split(name: Split) -> tuple[list[bytes], np.ndarray]:
 
 def preprocess(blobs: Sequence[bytes]) -> np.ndarray:
     """The serving preprocessing with the digits parameters; float32 [B, 1, 8, 8]."""
-    pixels, errors = processing.images.preprocess_images(
-        blobs, height=HEIGHT, width=WIDTH, channels=CHANNELS, mean=MEAN, std=STD)
-    if errors:
-        raise ModelZooError(f"{len(errors)} digits images failed to preprocess: "
-                            f"{dict(list(errors.items())[:3])}")
-    return pixels
+    return export.serving_pixels(blobs, height=HEIGHT, width=WIDTH, channels=CHANNELS,
+                                 mean=MEAN, std=STD, what="digits")
 
 
 # --- model --------------------------------------------------------------------------------
@@ -203,15 +196,7 @@ def onnx_accuracy(path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> flo
 
 
 def tool_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "pillow": PIL.__version__,
-    }
+    return export.tool_versions(**{"scikit-learn": sklearn.__version__})
 
 
 def build_stamp(config: TrainingConfig) -> stamp.Stamp:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import platform
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime as ort
+import PIL
 import torch
 
+import processing.images
 from model_zoo import ModelZooError
 from model_zoo.stamp import write_atomic
 
@@ -126,3 +129,28 @@ def deterministic_torch(seed: int, *, threads: int = 1) -> Iterator[torch.Genera
     finally:
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
         torch.set_num_threads(previous_threads)
+
+
+def tool_versions(**extra: str) -> dict[str, str]:
+    """Versions of the tools an exported model depends on (plus `extra` ones)."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": ort.__version__,
+        "numpy": np.__version__,
+        **extra,
+        "pillow": PIL.__version__,
+    }
+
+
+def serving_pixels(blobs: Sequence[bytes], *, height: int, width: int, channels: int,
+                   mean: float | tuple[float, ...], std: float | tuple[float, ...],
+                   what: str) -> np.ndarray:
+    """The serving preprocessing of encoded images; raises ModelZooError naming bad rows."""
+    pixels, errors = processing.images.preprocess_images(
+        blobs, height=height, width=width, channels=channels, mean=mean, std=std)
+    if errors:
+        raise ModelZooError(f"{len(errors)} {what} images failed to preprocess: "
+                            f"{dict(list(errors.items())[:3])}")
+    return pixels

@@ -16,16 +16,13 @@ import hashlib
 import io
 import json
 import logging
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-import PIL
 import torch
 from PIL import Image, ImageDraw
 from torch import nn
@@ -135,12 +132,8 @@ def synthetic_images(count: int, *, seed: int = 0, size: int = IMAGE_SIZE) -> li
 
 def preprocess(blobs: Sequence[bytes]) -> np.ndarray:
     """The serving preprocessing with the resnet parameters; float32 [B, 3, 224, 224]."""
-    pixels, errors = processing.images.preprocess_images(
-        blobs, height=HEIGHT, width=WIDTH, channels=CHANNELS, mean=MEAN, std=STD)
-    if errors:
-        raise ModelZooError(f"{len(errors)} synthetic images failed to preprocess: "
-                            f"{dict(list(errors.items())[:3])}")
-    return pixels
+    return export.serving_pixels(blobs, height=HEIGHT, width=WIDTH, channels=CHANNELS,
+                                 mean=MEAN, std=STD, what="synthetic")
 
 
 # --- model --------------------------------------------------------------------------------
@@ -261,14 +254,7 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def tool_versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-        "pillow": PIL.__version__,
-    }
+    return export.tool_versions()
 
 
 def build_stamp(*, seed: int = SEED) -> stamp.Stamp:
