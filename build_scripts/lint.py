@@ -18,14 +18,17 @@ repository itself does not exist. Rules (layout rules follow Triton's model_repo
 - label files (`label_filename`) and warmup data files (`warmup/<input_data_file>`) exist;
 - ensembles are wired correctly (`build_scripts.ensemble_check.validate_ensemble`);
 - with `release`: every TensorRT plan has a build manifest whose TensorRT version matches the
-  release's (major.minor.patch), because a plan loads only on the TensorRT that built it.
+  release's (major.minor.patch), because a plan loads only on the TensorRT that built it;
+- with `compute_capabilities` (the GPU architectures the deployment declares, e.g. ("9.0",)):
+  every plan's manifest records one of them, because a plan runs only on the GPU architecture
+  it was built for.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -36,13 +39,14 @@ from build_scripts import releases
 from build_scripts.config_io import CONFIG_NAME, parse_config
 from build_scripts.ensemble_check import ENSEMBLE_PLATFORM, validate_ensemble
 from build_scripts.errors import BuildError, ConfigError
-from build_scripts.manifest import MANIFEST_NAME, read_manifest
+from build_scripts.manifest import MANIFEST_NAME, Manifest, read_manifest
 from triton_adapters import parameters as parameter_names
 
 log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\$\{[^}\n]*\}")
 _VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
+_COMPUTE_CAPABILITY = re.compile(r"^\d+\.\d+$")
 # Model-directory entries that are not versions: custom configs (`configs/`), warmup data
 # (`warmup/`, where ModelWarmup.Input.input_data_file lives), Python's bytecode cache.
 WARMUP_DIR = "warmup"
@@ -123,9 +127,15 @@ class _Model:
 
 
 class _Linter:
-    def __init__(self, root: Path, release: releases.Release | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        release: releases.Release | None,
+        compute_capabilities: tuple[str, ...] | None = None,
+    ) -> None:
         self.root = root
         self.release = release
+        self.compute_capabilities = compute_capabilities
         self.problems: list[LintProblem] = []
 
     def add(self, path: Path, message: str) -> None:
@@ -157,7 +167,9 @@ class _Linter:
             kind = model_kind(model.config)
             if kind is ModelKind.ENSEMBLE:
                 self._ensemble(model, model.config, configs, unreadable)
-            elif kind is ModelKind.TENSORRT and self.release is not None:
+            elif kind is ModelKind.TENSORRT and (
+                self.release is not None or self.compute_capabilities is not None
+            ):
                 self._provenance(model, model.config, self.release)
         self.problems.sort(key=lambda p: (str(p.path), p.message))
         log.info(
@@ -332,9 +344,15 @@ class _Linter:
             self.add(model.config_path, str(problem))
 
     def _provenance(
-        self, model: _Model, config: model_config_pb2.ModelConfig, release: releases.Release
+        self,
+        model: _Model,
+        config: model_config_pb2.ModelConfig,
+        release: releases.Release | None,
     ) -> None:
-        wanted = f"release {release.name} serves TensorRT {release.tensorrt}"
+        if release is not None:
+            wanted = f"release {release.name} serves TensorRT {release.tensorrt}"
+        else:
+            wanted = f"the deployment declares compute capabilities {self.compute_capabilities}"
         for version in model.versions:
             plans = [version / f for f in model_files(config) if (version / f).is_file()]
             if not plans:
@@ -352,6 +370,9 @@ class _Linter:
                 manifest = read_manifest(manifest_path)
             except BuildError as e:
                 self.add(manifest_path, f"not a valid build manifest ({e.__cause__ or e})")
+                continue
+            self._architecture(version, manifest)
+            if release is None:
                 continue
             built = manifest.tools.get("tensorrt", "")
             if not built:
@@ -374,18 +395,55 @@ class _Linter:
                     f"{release.tensorrt_image}",
                 )
 
+    def _architecture(self, version: Path, manifest: Manifest) -> None:
+        """The plan was built for a GPU architecture the deployment declares."""
+        declared = self.compute_capabilities
+        if declared is None:
+            return
+        artifact = version / manifest.artifact if manifest.artifact else version / MANIFEST_NAME
+        if manifest.gpu is None or not manifest.gpu.compute_capability:
+            self.add(
+                artifact,
+                "its manifest records no GPU compute capability, so it cannot be checked "
+                f"against the declared {', '.join(declared)}",
+            )
+        elif manifest.gpu.compute_capability not in declared:
+            self.add(
+                artifact,
+                f"built for compute capability {manifest.gpu.compute_capability} "
+                f"({manifest.gpu.name}), but the deployment declares {', '.join(declared)}; a "
+                "plan runs only on the GPU architecture it was built for. Build it on a GPU of "
+                "each declared architecture (or add the architecture to the declaration)",
+            )
 
-def lint_repository(root: Path, *, release: str | None = None) -> list[LintProblem]:
+
+def lint_repository(
+    root: Path,
+    *,
+    release: str | None = None,
+    compute_capabilities: Sequence[str] | None = None,
+) -> list[LintProblem]:
     """Every problem of the model repository at `root`, sorted by path.
 
-    Raises `BuildError` only when `root` does not exist or `release` is not a known release;
-    problems inside the repository are returned, never raised.
+    `compute_capabilities` ("9.0", "8.9", ...) are the GPU architectures the deployment
+    declares (docker/versions.env GPU_COMPUTE_CAPABILITIES); plans built for another one are
+    reported. Raises `BuildError` only when `root` does not exist, `release` is not a known
+    release or a compute capability is not `major.minor`; problems inside the repository are
+    returned, never raised.
     """
     root = Path(root)
     if not root.exists():
         raise BuildError(f"{root}: model repository does not exist")
     target = releases.release(release) if release is not None else None
-    return _Linter(root, target).run()
+    declared: tuple[str, ...] | None = None
+    if compute_capabilities is not None:
+        declared = tuple(str(c).strip() for c in compute_capabilities)
+        bad = [c for c in declared if not _COMPUTE_CAPABILITY.match(c)]
+        if bad or not declared:
+            raise BuildError(
+                f"compute capabilities must be major.minor numbers such as 9.0, got {bad or '[]'}"
+            )
+    return _Linter(root, target, declared).run()
 
 
 def format_problems(problems: Iterable[LintProblem]) -> str:

@@ -1,0 +1,91 @@
+"""`lint --release` and the declared GPU architectures: what a deployment refuses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from build_scripts.errors import BuildError
+from build_scripts.lint import lint_repository
+from build_scripts.manifest import MANIFEST_NAME
+from tests.unit.build_scripts.repo_factory import (
+    digits_configs,
+    write_plan_manifest,
+    write_repository,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+PLAN_DIR = "digits_classifier_trt/1"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return write_repository(tmp_path / "models", digits_configs())
+
+
+def _set_gpu(version_dir: Path, compute_capability: str | None) -> None:
+    path = version_dir / MANIFEST_NAME
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["gpu"] = (None if compute_capability is None
+                   else {"name": "NVIDIA H200", "compute_capability": compute_capability})
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_cli_lint_release_refuses_a_plan_of_another_tensorrt(repo: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.7.0.23")  # the TensorRT of 24.12
+    result = subprocess.run(
+        [sys.executable, "-m", "build_scripts", "lint", str(repo), "--release", "25.01"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "built with TensorRT 10.7.0.23, but release 25.01 serves TensorRT 10.8.0.43" in (
+        result.stdout)
+    ok = subprocess.run(
+        [sys.executable, "-m", "build_scripts", "lint", str(repo), "--release", "24.12"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_plan_for_a_declared_architecture_passes(repo: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.8.0.43")
+    _set_gpu(repo / PLAN_DIR, "9.0")
+    assert lint_repository(repo, release="25.01", compute_capabilities=["9.0", "8.9"]) == []
+
+
+def test_plan_for_an_undeclared_architecture_is_refused(repo: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.8.0.43")
+    _set_gpu(repo / PLAN_DIR, "8.0")
+    problems = [str(p) for p in lint_repository(repo, release="25.01",
+                                                 compute_capabilities=["9.0"])]
+    assert len(problems) == 1
+    assert problems[0].startswith(
+        f"{PLAN_DIR}/model.plan: built for compute capability 8.0 (NVIDIA H200), but the "
+        "deployment declares 9.0")
+    # without a declaration only the TensorRT version is checked
+    assert lint_repository(repo, release="25.01") == []
+
+
+def test_architecture_check_works_without_a_release(repo: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.7.0.23")
+    _set_gpu(repo / PLAN_DIR, "8.9")
+    problems = [str(p) for p in lint_repository(repo, compute_capabilities=["9.0"])]
+    assert len(problems) == 1
+    assert "compute capability 8.9" in problems[0]
+
+
+def test_manifest_without_gpu_is_reported(repo: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.8.0.43")
+    _set_gpu(repo / PLAN_DIR, None)
+    problems = [str(p) for p in lint_repository(repo, compute_capabilities=["9.0"])]
+    assert problems == [
+        f"{PLAN_DIR}/model.plan: its manifest records no GPU compute capability, so it cannot "
+        "be checked against the declared 9.0"
+    ]
+
+
+def test_malformed_declaration_is_an_error(repo: Path) -> None:
+    with pytest.raises(BuildError, match="major.minor"):
+        lint_repository(repo, compute_capabilities=["sm90"])
