@@ -53,6 +53,8 @@ from build_scripts.onnx_inspect import (
     inspect_onnx,
     prove_dynamic_batch,
 )
+from build_scripts.path_safety import check_external_data
+from build_scripts.path_safety import model_dir as model_dir_in
 from build_scripts.pipeline_wiring import ensemble_config
 from build_scripts.precision import transform_precision
 from build_scripts.samples import load_samples
@@ -247,10 +249,11 @@ class _RepositoryBuilder:
     def build_model(self, model: ModelSpec) -> None:
         self.on_step(f"{model.name}: inspect ONNX")
         started = time.monotonic()
+        model_dir = model_dir_in(self.root, model.name)
+        check_external_data(model.onnx)
         info = inspect_onnx(model.onnx)
         self._proven(model, info)
         onnx_path, report, cached = self._transformed(model, info)
-        model_dir = self.root / model.name
         version_dir = model_dir / str(model.serving.version)
         version_dir.mkdir(parents=True)
         artifact: str | None = MODEL_FILES[self.target]
@@ -284,7 +287,7 @@ class _RepositoryBuilder:
     def build_python_step(self, step: PythonStepSpec) -> None:
         self.on_step(f"{step.name}: Python step {step.function}")
         _check_function(step)
-        model_dir = self.root / step.name
+        model_dir = model_dir_in(self.root, step.name)
         version_dir = model_dir / str(step.serving.version)
         version_dir.mkdir(parents=True)
         (version_dir / "model.py").write_text(PYTHON_STEP_SHIM)
@@ -302,7 +305,7 @@ class _RepositoryBuilder:
             problems = validate_ensemble(config, self.configs)
             if problems:
                 raise EnsembleError("; ".join(str(p) for p in problems))
-            model_dir = self.root / pipeline.name
+            model_dir = model_dir_in(self.root, pipeline.name)
             (model_dir / "1").mkdir(parents=True)
             self._write(config, model_dir)
             self.built.append(BuiltModel(name=pipeline.name, kind="ensemble", artifact=None,

@@ -34,6 +34,10 @@ class EngineBuildError(BuildError):
     """A TensorRT plan could not be built (TensorRT or a GPU missing, or the build failed)."""
 
 
+class UnsafePathError(BuildError):
+    """A model name or a path inside a model leaves the directory it must stay in."""
+
+
 class ConfigError(BuildError):
     """A config.pbtxt could not be generated or parsed."""
 

@@ -3,7 +3,7 @@
 Used by the `local` target, whose Triton has no ONNX Runtime backend. All requests of an
 `execute` call are validated one by one, concatenated and run ONCE; if that batched run
 fails, each request is retried alone so a bad request fails alone (INVALID_ARG for input the
-client got wrong, INTERNAL otherwise). NaN and Inf inputs pass through unchanged.
+client got wrong, INTERNAL otherwise). NaN and Inf inputs are refused (INVALID_ARG).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from processing.step_api import StepResult
+from processing.step_api import StepResult, non_finite_problem
 from triton_adapters import parameters as parameter_names
 from triton_adapters.batching import (
     AdapterConfigError,
@@ -108,7 +108,9 @@ class OnnxBatchRunner:
         if unknown:
             return f"unknown input(s) {unknown} (the model takes {sorted(expected)})"
         for spec in self.inputs:
-            problem = spec.problem(np.asarray(request[spec.name]))
+            array = np.asarray(request[spec.name])
+            problem = (spec.problem(array) or non_finite_problem(spec.name, array)
+                       or _empty_problem(spec.name, array))
             if problem is not None:
                 return problem
         return None
@@ -121,6 +123,12 @@ class OnnxBatchRunner:
     def run(self, per_request: Sequence[Mapping[str, np.ndarray]]) -> list[Outcome]:
         """Validate each request, run the valid ones once, split the outputs per request."""
         return run_batched(self.run_batch, per_request, validate=self.validate)
+
+
+def _empty_problem(name: str, array: np.ndarray) -> str | None:
+    if array.size == 0:
+        return f"input {name!r} has an empty dimension (shape {list(array.shape)})"
+    return None
 
 
 def _ort_dtype(type_name: str, name: str) -> np.dtype:

@@ -2,10 +2,17 @@
 
 Every listener is bound to 127.0.0.1. Dynamic model loading (`explicit` and `poll` control
 modes) executes the `model.py` files it loads: it is code execution.
+
+A server meant to be reached by others should restrict the administrative APIs
+(`ApiRestriction.for_exposure(header=..., value=...)`): Triton then answers requests to the
+model-repository, shared-memory, logging and trace APIs only when they carry that header
+(HTTP) or metadata key (gRPC). Triton 2.51 has no request-size flag; the Python steps bound
+each BYTES element (`max_element_bytes`) and pixel counts, and `max_batch_size` bounds rows.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -27,6 +34,66 @@ class ModelControl(str, Enum):
 ModelControlName = Literal["none", "explicit", "poll"]
 
 
+class RestrictedApi(str, Enum):
+    """API groups Triton can restrict (`--http-restricted-api`, `--grpc-restricted-protocol`)."""
+
+    HEALTH = "health"
+    METADATA = "metadata"
+    INFERENCE = "inference"
+    SHARED_MEMORY = "shared-memory"
+    MODEL_CONFIG = "model-config"
+    MODEL_REPOSITORY = "model-repository"
+    STATISTICS = "statistics"
+    TRACE = "trace"
+    LOGGING = "logging"
+
+
+#: What a server reachable by others restricts: loading/unloading models (code execution),
+#: registering shared memory, changing log and trace settings.
+EXPOSURE_RESTRICTED_APIS: tuple[RestrictedApi, ...] = (
+    RestrictedApi.MODEL_REPOSITORY,
+    RestrictedApi.SHARED_MEMORY,
+    RestrictedApi.LOGGING,
+    RestrictedApi.TRACE,
+)
+_HEADER_PATTERN = re.compile(r"^[a-z0-9][a-z0-9\-]{0,63}$")
+_VALUE_PATTERN = re.compile(r"^[A-Za-z0-9_.~+/\-]{8,256}$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiRestriction:
+    """APIs answered only when a request carries `header: value` (HTTP header, gRPC metadata).
+
+    The value is a shared secret: at least 8 characters of letters, digits and `_.~+/-`.
+    """
+
+    header: str
+    value: str
+    apis: tuple[RestrictedApi, ...] = EXPOSURE_RESTRICTED_APIS
+
+    def __post_init__(self) -> None:
+        if not _HEADER_PATTERN.match(self.header):
+            raise ServerError(f"restricted-API header {self.header!r} must be 1-64 lowercase "
+                              "letters, digits or '-' (gRPC metadata keys are lowercase)")
+        if not _VALUE_PATTERN.match(self.value):
+            raise ServerError("the restricted-API value must be 8-256 characters of letters, "
+                              "digits and _.~+/- (it is a shared secret)")
+        apis = tuple(RestrictedApi(a) for a in self.apis)
+        if not apis:
+            raise ServerError("an ApiRestriction needs at least one API to restrict")
+        object.__setattr__(self, "apis", apis)
+
+    @classmethod
+    def for_exposure(cls, *, header: str, value: str) -> ApiRestriction:
+        """The restriction a server reachable by others should run with."""
+        return cls(header=header, value=value, apis=EXPOSURE_RESTRICTED_APIS)
+
+    def server_args(self) -> list[str]:
+        """The same restriction for HTTP and gRPC."""
+        setting = f"{','.join(a.value for a in self.apis)}:{self.header}={self.value}"
+        return [f"--http-restricted-api={setting}", f"--grpc-restricted-protocol={setting}"]
+
+
 class ServerSettings(TypedDict, total=False):
     """The keyword arguments of `LocalTriton` and `serve_forever`: see `ServerOptions`."""
 
@@ -40,6 +107,7 @@ class ServerSettings(TypedDict, total=False):
     extra_args: Sequence[str]
     startup_timeout_s: float
     stop_timeout_s: float
+    restricted_apis: ApiRestriction | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +130,7 @@ class ServerOptions:
     extra_args: Sequence[str] = ()
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 30.0
+    restricted_apis: ApiRestriction | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -176,5 +245,7 @@ def server_command(
         f"--log-verbose={options.log_verbose}",
     ]
     cmd.extend(f"--load-model={name}" for name in options.load_models)
+    if options.restricted_apis is not None:
+        cmd.extend(options.restricted_apis.server_args())
     cmd.extend(options.extra_args)
     return cmd

@@ -78,13 +78,17 @@ def test_invalid_request_fails_alone(runner: CountingRunner, bad: dict, match: s
     assert re.search(match, outcomes[1].message)
 
 
-def test_nan_passes_through(runner: CountingRunner) -> None:
+def test_nan_and_inf_are_refused_alone(runner: CountingRunner) -> None:
     x = pixels(2)
     x[1, 0, 0, 0] = np.nan
-    (outcome,) = runner.run([{"pixels": x}])
-    assert isinstance(outcome, dict)
-    assert np.isfinite(outcome["logits"][0]).all()
-    assert np.isnan(outcome["logits"][1]).all()
+    y = pixels(1)
+    y[0, 0, 1, 1] = -np.inf
+    good, nan, inf = runner.run([{"pixels": pixels(3)}, {"pixels": x}, {"pixels": y}])
+    assert runner.calls == [3]
+    assert isinstance(good, dict) and np.isfinite(good["logits"]).all()
+    assert isinstance(nan, RequestError) and nan.kind is ErrorKind.INVALID_INPUT
+    assert "contains NaN in row(s) 1" in nan.message
+    assert isinstance(inf, RequestError) and "contains Inf in row(s) 0" in inf.message
 
 
 def test_requests_that_cannot_share_a_run_are_retried_alone(tmp_path: Path) -> None:
