@@ -10,7 +10,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 EXTRAS := build,serve,client,bench,export,dev
 
 .PHONY: help setup models demo repository check-repository lint-repository bench bench-smoke \
-        test test-unit test-integration lint format clean
+        test test-unit test-integration lint format clean scaleout check-deploy reliability
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -28,6 +28,8 @@ $(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
 models: setup ## train and export the example models into artifacts/ (cached)
 	$(PY) -m model_zoo digits --out artifacts/digits
 	$(PY) -m model_zoo resnet --out artifacts/resnet
+	$(PY) -m model_zoo detector --out artifacts/detector
+	HF_HUB_OFFLINE=1 $(PY) -m model_zoo text-encoder --out artifacts/text_encoder
 
 demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
 	$(PY) -m demo --spec models.yaml --out build/model_repository
@@ -44,15 +46,18 @@ bench: models ## full benchmark: all systems side by side -> results/bench/lates
 bench-smoke: models ## the same harness with short windows (< 90 s); checks it works, not speed
 	$(PY) -m benchmarks run --smoke --out results/bench
 
+reliability: models ## bad input, faults, overload, 100k soak -> results/reliability/latest/
+	$(PY) -m reliability run
+
 lint-repository: repository ## lint the locally built repository
 	$(PY) -m build_scripts lint build/model_repository
 
 lint: setup ## ruff and mypy over the code
-	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo benchmarks tests
-	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo benchmarks
+	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability tests
+	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability
 
 format: setup ## ruff format
-	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo benchmarks tests
+	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability tests
 
 test-unit: setup ## unit tests (no server)
 	$(PY) -m pytest tests/unit -q
@@ -64,6 +69,13 @@ test: setup models lint ## everything CI runs: lint, tests, repository check, be
 	$(PY) -m pytest tests -q
 	$(MAKE) --no-print-directory check-repository
 	$(MAKE) --no-print-directory bench-smoke
+
+scaleout: models ## 3 local Tritons behind nginx + client failover, one killed -> results/scaleout/latest/
+	$(PY) -m scaleout run --out results/scaleout
+
+check-deploy: setup ## docker/ and deploy/k8s checks: versions, hadolint, compose config, kustomize + schemas
+	$(PY) -m scaleout check-versions
+	$(PY) -m pytest tests/unit/deployment -q
 
 clean: ## remove build outputs and caches (keeps .venv)
 	rm -rf build .cache artifacts results .pytest_cache

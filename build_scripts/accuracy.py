@@ -9,6 +9,14 @@ reference model's FIRST graph output. Metrics (spec.AccuracyMetric):
 - cosine: the SMALLEST cosine similarity over rows (each batch row flattened); one bad row is
   enough to fail. Two all-zero rows count as identical (1.0), one all-zero row as 0.0.
 - max_abs_diff: the largest absolute difference over all elements.
+- mean_pooled_cosine: for encoders ([batch, tokens, dim] hidden states): each row is pooled
+  over the tokens its `attention_mask` input marks (as the embedding pipeline does), then the
+  SMALLEST cosine over rows, as for cosine.
+- map50_delta: for YOLO-format detectors ([batch, 4 + C, anchors]): both outputs are decoded
+  with the serving decode + NMS (processing.detection, default thresholds) and scored with
+  mAP@0.5 against the ground truth the holdout .npz carries (`gt_boxes` [N, M, 4] xyxy in
+  model-input pixels, `gt_classes` [N, M], -1 padding); measured = reference mAP - candidate
+  mAP, a maximum.
 
 Rows where the candidate is non-finite (inf/NaN: fp16 overflow) but the reference is finite
 count as the worst case: disagreement, cosine -1, difference inf. Higher-is-better metrics pass
@@ -39,6 +47,8 @@ from build_scripts.samples import (
     sample_count,
 )
 from build_scripts.spec import AccuracyBudget, AccuracyMetric, Precision
+from processing import detection
+from processing.text import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +116,12 @@ _FORMATS = {
     AccuracyMetric.TOP1_AGREEMENT: ".4f",
     AccuracyMetric.COSINE: ".6f",
     AccuracyMetric.MAX_ABS_DIFF: ".4g",
+    AccuracyMetric.MEAN_POOLED_COSINE: ".6f",
+    AccuracyMetric.MAP50_DELTA: ".4f",
 }
+MASK_INPUT = "attention_mask"  # the encoder input mean_pooled_cosine pools over
+GT_BOXES_KEY = "gt_boxes"
+GT_CLASSES_KEY = "gt_classes"
 
 
 def budget_met(metric: AccuracyMetric, measured: float, threshold: float) -> bool:
@@ -126,8 +141,19 @@ class _Accumulator:
         self.worst_cosine = math.inf
         self.max_diff = 0.0
         self.nonfinite_rows = 0
+        self.ref_detections: list[detection.ImageDetections] = []
+        self.cand_detections: list[detection.ImageDetections] = []
+        self.truth: list[detection.ImageDetections] = []
+        self.reference_map = math.nan
+        self.candidate_map = math.nan
 
-    def add(self, ref: np.ndarray, cand: np.ndarray) -> None:
+    def add(self, ref: np.ndarray, cand: np.ndarray, *, batch: Mapping[str, np.ndarray],
+            truth: Mapping[str, np.ndarray] | None = None) -> None:
+        if self.metric is AccuracyMetric.MEAN_POOLED_COSINE:
+            ref, cand = _pooled(ref, batch), _pooled(cand, batch)
+        elif self.metric is AccuracyMetric.MAP50_DELTA:
+            self._add_detections(ref, cand, batch, truth)
+            return
         ref = np.asarray(ref, dtype=np.float64)
         cand = np.asarray(cand, dtype=np.float64)
         if self.metric is AccuracyMetric.TOP1_AGREEMENT:
@@ -145,18 +171,71 @@ class _Accumulator:
         if self.metric is AccuracyMetric.TOP1_AGREEMENT:
             same = np.argmax(ref, axis=1) == np.argmax(cand, axis=1)
             self.agree += int(np.sum(same & ~bad))
-        elif self.metric is AccuracyMetric.COSINE:
+        elif self.metric in (AccuracyMetric.COSINE, AccuracyMetric.MEAN_POOLED_COSINE):
             self.worst_cosine = min(self.worst_cosine, float(np.min(_row_cosine(ref, cand, bad))))
         else:
             diff = np.where(bad[:, None], np.inf, np.abs(ref - cand))
             self.max_diff = max(self.max_diff, float(np.max(diff)) if diff.size else 0.0)
 
+    def _add_detections(self, ref: np.ndarray, cand: np.ndarray, batch: Mapping[str, np.ndarray],
+                        truth: Mapping[str, np.ndarray] | None) -> None:
+        if truth is None:
+            raise PrecisionError(f"map50_delta needs ground truth: the holdout .npz must hold "
+                                 f"{GT_BOXES_KEY!r} and {GT_CLASSES_KEY!r}")
+        ref = np.asarray(ref, dtype=np.float32)
+        cand = np.asarray(cand, dtype=np.float32)
+        if ref.ndim != 3 or ref.shape[1] < 5:
+            raise PrecisionError(f"map50_delta needs a YOLO-format output [batch, 4 + classes, "
+                                 f"anchors], got shape {ref.shape}")
+        bad = ~np.isfinite(cand).reshape(cand.shape[0], -1).all(axis=1) & \
+            np.isfinite(ref).reshape(ref.shape[0], -1).all(axis=1)
+        self.nonfinite_rows += int(bad.sum())
+        self.rows += ref.shape[0]
+        pixels = next(iter(batch.values()))
+        # boxes are clipped to the model input (NCHW); any other input: no clipping
+        height, width = (float(pixels.shape[-2]), float(pixels.shape[-1])) \
+            if pixels.ndim == 4 else (math.inf, math.inf)
+        identity = np.tile(np.array([1.0, 0.0, 0.0, width, height], dtype=np.float32),
+                           (ref.shape[0], 1))
+        for output, sink in ((ref, self.ref_detections), (cand, self.cand_detections)):
+            decoded = detection.decode_detections(np.nan_to_num(output, nan=0.0), identity)
+            sink.extend(detection.detections_from_batch(decoded))
+        boxes, classes = truth[GT_BOXES_KEY], truth[GT_CLASSES_KEY]
+        for row in range(ref.shape[0]):
+            keep = classes[row] >= 0
+            self.truth.append(detection.ImageDetections(
+                boxes=boxes[row][keep], classes=classes[row][keep],
+                scores=np.ones(int(keep.sum()), dtype=np.float32)))
+
     def value(self) -> float:
         if self.metric is AccuracyMetric.TOP1_AGREEMENT:
             return self.agree / self.rows if self.rows else math.nan
-        if self.metric is AccuracyMetric.COSINE:
+        if self.metric in (AccuracyMetric.COSINE, AccuracyMetric.MEAN_POOLED_COSINE):
             return self.worst_cosine if self.rows else math.nan
+        if self.metric is AccuracyMetric.MAP50_DELTA:
+            if not self.rows:
+                return math.nan
+            reference = detection.mean_average_precision(self.ref_detections, self.truth)
+            candidate = detection.mean_average_precision(self.cand_detections, self.truth)
+            self.reference_map = reference
+            self.candidate_map = candidate
+            return reference - candidate
         return self.max_diff
+
+
+def _pooled(output: np.ndarray, batch: Mapping[str, np.ndarray]) -> np.ndarray:
+    if MASK_INPUT not in batch:
+        raise PrecisionError(f"mean_pooled_cosine needs the model input {MASK_INPUT!r} "
+                             f"(inputs: {sorted(batch)})")
+    output = np.asarray(output)
+    if output.ndim != 3:
+        raise PrecisionError(f"mean_pooled_cosine needs hidden states [batch, tokens, dim], "
+                             f"got shape {output.shape}")
+    finite = np.where(np.isfinite(output), output, np.nan)
+    pooled = mean_pool(np.nan_to_num(finite, nan=0.0), batch[MASK_INPUT], normalize=False)
+    # keep inf/NaN visible to the non-finite row accounting
+    broken = ~np.isfinite(output).reshape(output.shape[0], -1).all(axis=1)
+    return np.where(broken[:, None], np.nan, pooled.astype(np.float64))
 
 
 def _row_cosine(ref: np.ndarray, cand: np.ndarray, bad: np.ndarray) -> np.ndarray:
@@ -186,8 +265,12 @@ def compare(
     metric: AccuracyMetric,
     *,
     output_name: str | None = None,
+    truth: Mapping[str, np.ndarray] | None = None,
 ) -> Comparison:
-    """Run both models on `samples` and compare one output (default: the reference's first)."""
+    """Run both models on `samples` and compare one output (default: the reference's first).
+
+    `truth` holds the ground-truth arrays map50_delta needs (rows aligned with `samples`).
+    """
     reference, candidate = Path(reference), Path(candidate)
     ref_sess, cand_sess = _session(reference, "reference"), _session(candidate, "candidate")
     name = output_name or ref_sess.get_outputs()[0].name
@@ -200,13 +283,22 @@ def compare(
     total = sample_count(feed)
     batch_size = batch_size_for(inputs, total, model=str(reference))
     acc = _Accumulator(metric)
+    start = 0
     for batch in iter_batches(feed, batch_size):
         ref_out = _run(ref_sess, reference, name, batch)
         cand_out = _run(cand_sess, candidate, name, batch)
         if ref_out.shape != cand_out.shape:
             raise PrecisionError(f"{candidate}: output {name!r} has shape {cand_out.shape}, the "
                                  f"reference {reference} gives {ref_out.shape}")
-        acc.add(ref_out, cand_out)
+        rows = sample_count(batch)
+        part = None if truth is None else {k: np.asarray(v)[start:start + rows]
+                                           for k, v in truth.items()}
+        acc.add(ref_out, cand_out, batch=batch, truth=part)
+        start += rows
+    if metric is AccuracyMetric.MAP50_DELTA and acc.rows:
+        delta = acc.value()
+        log.info("%s: mAP@0.5 reference %.4f, candidate %.4f (delta %.4f)", candidate,
+                 acc.reference_map, acc.candidate_map, delta)
     if acc.nonfinite_rows:
         log.warning("%s: %d of %d rows of output %r are inf/NaN where the reference is finite",
                     candidate, acc.nonfinite_rows, acc.rows, name)
@@ -252,7 +344,12 @@ def evaluate_accuracy(
     inputs = read_model_inputs(Path(reference))
     samples = load_samples(Path(budget.holdout), [i.name for i in inputs],
                            purpose=SamplePurpose.HOLDOUT)
-    result = compare(reference, candidate, samples, budget.metric, output_name=output_name)
+    truth = None
+    if budget.metric is AccuracyMetric.MAP50_DELTA:
+        truth = load_samples(Path(budget.holdout), [GT_BOXES_KEY, GT_CLASSES_KEY],
+                             purpose=SamplePurpose.HOLDOUT)
+    result = compare(reference, candidate, samples, budget.metric, output_name=output_name,
+                     truth=truth)
     threshold = float(budget.threshold)
     return AccuracyReport(
         model_name=model_name,

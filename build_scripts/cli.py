@@ -81,7 +81,9 @@ def _build(args: argparse.Namespace) -> int:
 def _lint(args: argparse.Namespace) -> int:
     from build_scripts.lint import format_problems, lint_repository  # noqa: PLC0415
 
-    problems = lint_repository(args.repository, release=args.release)
+    capabilities = tuple(args.compute_capability) if args.compute_capability else None
+    problems = lint_repository(args.repository, release=args.release,
+                               compute_capabilities=capabilities)
     if problems:
         print(format_problems(problems))
         print(f"{len(problems)} problem(s) in {args.repository}", file=sys.stderr)
@@ -122,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     lint.add_argument("repository", type=Path)
     lint.add_argument("--release", default=None,
                       help="NGC release (YY.MM) whose TensorRT version plans must match")
+    lint.add_argument("--compute-capability", action="append", default=None, metavar="X.Y",
+                      help="a GPU compute capability the deployment declares (repeatable); "
+                           "plans built for any other are refused")
     lint.set_defaults(run=_lint)
 
     serve = sub.add_parser("serve", help="serve a repository with a local tritonserver")

@@ -18,6 +18,7 @@ from build_scripts.spec import (
     InstanceKind,
     ModelSpec,
     PythonStepSpec,
+    QueueTimeoutAction,
     ServingOptions,
     Target,
     TensorSpec,
@@ -86,10 +87,21 @@ def _dynamic_batching(config: mc.ModelConfig, batching: DynamicBatching) -> None
     db.SetInParent()
     db.preferred_batch_size.extend(batching.preferred_batch_sizes)
     db.max_queue_delay_microseconds = batching.max_queue_delay_us
-    policy = db.default_queue_policy
+    _default_queue_policy(db.default_queue_policy, batching)
+
+
+_TIMEOUT_ACTIONS: dict[QueueTimeoutAction, int] = {
+    QueueTimeoutAction.REJECT: int(mc.ModelQueuePolicy.REJECT),
+    QueueTimeoutAction.DELAY: int(mc.ModelQueuePolicy.DELAY),
+}
+
+
+def _default_queue_policy(policy: mc.ModelQueuePolicy, batching: DynamicBatching) -> None:
+    """A bounded queue: a request beyond `max_queue_size` is rejected at once (UNAVAILABLE,
+    "exceeds maximum queue size"); one that waits past its timeout gets the timeout action."""
     policy.SetInParent()
     policy.max_queue_size = batching.max_queue_size
-    policy.timeout_action = mc.ModelQueuePolicy.REJECT
+    policy.timeout_action = _TIMEOUT_ACTIONS[batching.timeout_action]  # type: ignore[assignment]
     policy.default_timeout_microseconds = batching.queue_timeout_us
     policy.allow_timeout_override = True
 

@@ -22,6 +22,7 @@ precision.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -438,18 +439,22 @@ def _prepare_for_quantization(source: Path, prepared: Path, label: str) -> None:
 
     The basic optimizations fold BatchNormalization into Conv weights before they are quantized
     per channel (quantizing first and scaling after would waste int8 range). Symbolic shape
-    inference fails on some graphs; then only ONNX shape inference is used.
+    inference fails on some graphs; then only ONNX shape inference is used. When it fails it
+    leaves scratch files (`sym_shape_infer_temp.onnx`, `<uuid>.data`) in the working directory,
+    so it runs with the working directory set to the scratch directory of `prepared`.
     """
-    try:
-        quant_pre_process(str(source), str(prepared))
-    except Exception as e:  # sympy/ORT errors from symbolic shape inference
-        log.warning("%s: symbolic shape inference failed (%s: %s); retrying without it",
-                    label, type(e).__name__, e)
+    source = source.resolve()
+    with contextlib.chdir(prepared.parent):
         try:
-            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        except Exception as e2:
-            raise PrecisionError(f"{label}: int8 pre-processing (quant_pre_process) failed: "
-                                 f"{type(e2).__name__}: {e2}") from e2
+            quant_pre_process(str(source), str(prepared))
+        except Exception as e:  # sympy/ORT errors from symbolic shape inference
+            log.warning("%s: symbolic shape inference failed (%s: %s); retrying without it",
+                        label, type(e).__name__, e)
+            try:
+                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+            except Exception as e2:
+                raise PrecisionError(f"{label}: int8 pre-processing (quant_pre_process) "
+                                     f"failed: {type(e2).__name__}: {e2}") from e2
     if not prepared.is_file():
         raise PrecisionError(f"{label}: int8 pre-processing (quant_pre_process) wrote no model")
 

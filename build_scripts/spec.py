@@ -54,10 +54,15 @@ class AccuracyMetric(str, Enum):
     TOP1_AGREEMENT = "top1_agreement"  # fraction of rows whose argmax agrees; budget is a minimum
     COSINE = "cosine"  # smallest per-row cosine similarity; budget is a minimum
     MAX_ABS_DIFF = "max_abs_diff"  # largest absolute difference; budget is a maximum
+    # mean-pooled (attention_mask) rows of an encoder's hidden states; smallest cosine, minimum
+    MEAN_POOLED_COSINE = "mean_pooled_cosine"
+    # YOLO-format detector: fp32 mAP@0.5 minus the candidate's on the holdout's ground truth
+    # (gt_boxes/gt_classes in the .npz); budget is a maximum
+    MAP50_DELTA = "map50_delta"
 
     @property
     def higher_is_better(self) -> bool:
-        return self is not AccuracyMetric.MAX_ABS_DIFF
+        return self not in (AccuracyMetric.MAX_ABS_DIFF, AccuracyMetric.MAP50_DELTA)
 
 
 class DataType(str, Enum):
@@ -91,13 +96,21 @@ class TensorSpec:
     dims: tuple[int, ...]
 
 
+class QueueTimeoutAction(str, Enum):
+    """What Triton does with a request that waited past its queue timeout."""
+
+    REJECT = "reject"  # answer it with an error at once (the default: explicit, fast)
+    DELAY = "delay"  # keep it, behind every request that has not timed out
+
+
 @dataclass(frozen=True, kw_only=True)
 class DynamicBatching:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 100
     # Default queue policy: a bounded queue, and requests that wait too long are rejected.
     max_queue_size: int = 256
-    queue_timeout_us: int = 0  # 0: no timeout
+    queue_timeout_us: int = 0  # 0: no server-side timeout; clients may set one per request
+    timeout_action: QueueTimeoutAction = QueueTimeoutAction.REJECT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -400,7 +413,7 @@ def _dynamic_batching(r: _Reader, max_batch_size: int) -> DynamicBatching | None
     if r.node is None or r.node is True:
         return DynamicBatching()
     r.mapping({"preferred_batch_sizes", "max_queue_delay_us", "max_queue_size",
-               "queue_timeout_us"})
+               "queue_timeout_us", "timeout_action"})
     preferred = r.int_list("preferred_batch_sizes", minimum=1)
     for i, size in enumerate(preferred):
         if size > max_batch_size:
@@ -411,8 +424,9 @@ def _dynamic_batching(r: _Reader, max_batch_size: int) -> DynamicBatching | None
     return DynamicBatching(
         preferred_batch_sizes=preferred,
         max_queue_delay_us=r.integer("max_queue_delay_us", 100, minimum=0),
-        max_queue_size=r.integer("max_queue_size", 256, minimum=0),
+        max_queue_size=r.integer("max_queue_size", 256, minimum=1),
         queue_timeout_us=r.integer("queue_timeout_us", 0, minimum=0),
+        timeout_action=r.enum("timeout_action", QueueTimeoutAction, QueueTimeoutAction.REJECT),
     )
 
 

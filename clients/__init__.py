@@ -6,6 +6,8 @@ dataclasses.
 """
 
 from clients.async_client import AsyncTritonClient, connect_async
+from clients.detection import BoundingBox, Detection, annotate, detect, detect_async
+from clients.embeddings import embed, embed_async
 from clients.errors import (
     ClientError,
     ClientTimeoutError,
@@ -18,6 +20,7 @@ from clients.errors import (
     ServerUnavailableError,
     SharedMemoryError,
 )
+from clients.failover import FailoverClient, FailoverPolicy, FailoverStats, connect_failover
 from clients.options import ClientOptions, Endpoint, Protocol, RetryPolicy, parse_url
 from clients.results import (
     HealthReport,
@@ -33,11 +36,16 @@ from clients.tasks import Classification, classify, classify_async
 
 __all__ = [
     "AsyncTritonClient",
+    "BoundingBox",
     "Classification",
     "ClientError",
     "ClientOptions",
     "ClientTimeoutError",
+    "Detection",
     "Endpoint",
+    "FailoverClient",
+    "FailoverPolicy",
+    "FailoverStats",
     "HealthReport",
     "InvalidInputError",
     "InvalidOptionError",
@@ -56,9 +64,15 @@ __all__ = [
     "SharedMemoryError",
     "TensorMetadata",
     "TritonClient",
+    "annotate",
     "classify",
     "classify_async",
     "connect",
     "connect_async",
+    "connect_failover",
+    "detect",
+    "detect_async",
+    "embed",
+    "embed_async",
     "parse_url",
 ]

@@ -1,4 +1,4 @@
-"""`python -m clients`: classify images, check health, list models.
+"""`python -m clients`: classify images, detect objects, embed texts, check health, list models.
 
 Thin: it parses arguments and calls the library. On failure it prints one line,
 ``ErrorType: message``, to stderr and exits with the code of the error class (`ExitCode`).
@@ -15,6 +15,8 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
+from clients.detection import Detection, annotate, detect
+from clients.embeddings import embed
 from clients.errors import (
     ClientError,
     ClientTimeoutError,
@@ -109,6 +111,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("models", parents=[common], help="list the repository's models")
+
+    detect_parser = commands.add_parser("detect", parents=[common],
+                                        help="detect objects in image files")
+    detect_parser.add_argument("--model", default="detection", help="pipeline name")
+    detect_parser.add_argument("--conf-threshold", type=float, default=None,
+                               help="minimum score (default: the pipeline's)")
+    detect_parser.add_argument("--iou-threshold", type=float, default=None,
+                               help="NMS IoU threshold (default: the pipeline's)")
+    detect_parser.add_argument("--out", type=Path, default=None,
+                               help="write the (first) image with its boxes drawn as PNG")
+    detect_parser.add_argument("images", nargs="+", type=Path, metavar="IMG")
+
+    embed_parser = commands.add_parser("embed", parents=[common], help="embed texts")
+    embed_parser.add_argument("--model", default="embeddings", help="pipeline name")
+    embed_parser.add_argument("texts", nargs="+", metavar="TEXT")
     return parser
 
 
@@ -199,7 +216,47 @@ def _run_models(client: TritonClient, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
-_COMMANDS = {"classify": _run_classify, "health": _run_health, "models": _run_models}
+def _format_detection(d: Detection) -> str:
+    b = d.box
+    return f"{d.label} ({d.score:.3f}) [{b.x1:.1f}, {b.y1:.1f}, {b.x2:.1f}, {b.y2:.1f}]"
+
+
+def _run_detect(client: TritonClient, args: argparse.Namespace) -> ExitCode:
+    images = _read_images(args.images)
+    results = detect(client, args.model, images, conf_threshold=args.conf_threshold,
+                     iou_threshold=args.iou_threshold)
+    if args.out is not None:
+        try:
+            args.out.write_bytes(annotate(images[0], results[0]))
+        except OSError as e:
+            raise InvalidInputError(f"cannot write {str(args.out)!r}: {e.strerror or e}") from e
+    if args.json:
+        payload = [{"path": str(path), "detections": [d.to_dict() for d in found]}
+                   for path, found in zip(args.images, results, strict=True)]
+        print(json.dumps(payload, indent=2))
+    else:
+        for path, found in zip(args.images, results, strict=True):
+            print(f"{path}: {len(found)} objects")
+            for d in found:
+                print(f"  {_format_detection(d)}")
+    return ExitCode.OK
+
+
+def _run_embed(client: TritonClient, args: argparse.Namespace) -> ExitCode:
+    vectors = embed(client, args.model, args.texts)
+    if args.json:
+        payload = [{"text": text, "embedding": [float(v) for v in vector]}
+                   for text, vector in zip(args.texts, vectors, strict=True)]
+        print(json.dumps(payload))
+    else:
+        for text, vector in zip(args.texts, vectors, strict=True):
+            head = ", ".join(f"{v:+.4f}" for v in vector[:4])
+            print(f"{text!r}: dim {len(vector)}, [{head}, ...]")
+    return ExitCode.OK
+
+
+_COMMANDS = {"classify": _run_classify, "health": _run_health, "models": _run_models,
+             "detect": _run_detect, "embed": _run_embed}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

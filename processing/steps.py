@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from processing import classification, images
+from processing import classification, detection, images, text
 from processing.step_api import StepContext, StepInputError, StepResult
 
 IMAGE = "IMAGE"
@@ -139,3 +139,121 @@ def classify_top_k(inputs: Mapping[str, np.ndarray], context: StepContext) -> St
         outputs={LABELS: labels, SCORES: scores, CLASS_INDICES: indices},
         errors=errors,
     )
+
+
+# --- detection (YOLO output format) and text embeddings -----------------------------------
+
+PREDICTIONS = "PREDICTIONS"
+LETTERBOX = "LETTERBOX"
+BOXES = "BOXES"
+NUM_DETECTIONS = "NUM_DETECTIONS"
+TEXT = "TEXT"
+INPUT_IDS = "INPUT_IDS"
+ATTENTION_MASK = "ATTENTION_MASK"
+TOKEN_TYPE_IDS = "TOKEN_TYPE_IDS"
+HIDDEN = "HIDDEN"
+EMBEDDING = "EMBEDDING"
+# Decode parameters a request may override (request parameters, else the step's config).
+DETECTION_REQUEST_PARAMETERS = ("conf_threshold", "iou_threshold")
+
+
+def _parse_float(parameters: Mapping[str, str], key: str, default: float) -> float:
+    raw = parameters.get(key)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(str(raw).strip())
+    except ValueError as e:
+        raise StepInputError(f"parameter {key!r} must be a number, got {raw!r}") from e
+    if not np.isfinite(value):
+        raise StepInputError(f"parameter {key!r} must be finite, got {raw!r}")
+    return value
+
+
+def letterbox_images(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """IMAGE (BYTES [B, 1]) -> PIXELS (float32 [B, 3, H, W] in [0, 1]) and LETTERBOX [B, 5].
+
+    LETTERBOX rows are (scale, pad_x, pad_y, width, height): how the image was fitted, for
+    the postprocess step to map boxes back. Bad images are row errors.
+    """
+    params = context.parameters
+    rows = _image_rows(require_input(inputs, IMAGE))
+    pixels, geometry, errors = detection.letterbox_images(
+        list(rows), height=_parse_int(params, "height"), width=_parse_int(params, "width"),
+        pad_value=_parse_int(params, "pad_value", detection.DEFAULT_PAD_VALUE),
+        max_pixels=_parse_int(params, "max_pixels", images.DEFAULT_MAX_PIXELS))
+    return StepResult(outputs={PIXELS: pixels, LETTERBOX: geometry}, errors=errors)
+
+
+def detect_postprocess(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """PREDICTIONS (YOLO [B, 4 + C, anchors]) + LETTERBOX [B, 5] -> detections, padded to K.
+
+    Outputs: BOXES float32 [B, K, 4] (x1, y1, x2, y2 in original-image pixels), SCORES
+    [B, K], CLASS_INDICES int32 [B, K] (-1 padding), LABELS bytes [B, K] (b"" padding) and
+    NUM_DETECTIONS int32 [B, 1]. Parameters: conf_threshold, iou_threshold (a request may
+    override both), max_detections (K). An image without objects gets NUM_DETECTIONS 0.
+    """
+    predictions = require_input(inputs, PREDICTIONS)
+    letterbox = require_input(inputs, LETTERBOX)
+    if predictions.dtype.kind != "f":
+        raise StepInputError(f"input {PREDICTIONS!r} must be floating point, got "
+                             f"{predictions.dtype}")
+    params = context.parameters
+    batch = detection.decode_detections(
+        predictions, letterbox,
+        conf_threshold=_parse_float(params, "conf_threshold", detection.DEFAULT_CONF_THRESHOLD),
+        iou_threshold=_parse_float(params, "iou_threshold", detection.DEFAULT_IOU_THRESHOLD),
+        max_detections=_parse_int(params, "max_detections", detection.DEFAULT_MAX_DETECTIONS))
+    classes = batch.classes
+    names = np.array([label.encode("utf-8") for label in context.labels] + [b""],
+                     dtype=np.object_)
+    if context.labels:
+        lookup = np.where((classes >= 0) & (classes < len(context.labels)), classes, -1)
+        labels = names[lookup]
+    else:
+        labels = np.where(classes >= 0, classes.astype(str), "").astype(np.bytes_).astype(
+            np.object_)
+    return StepResult(outputs={
+        BOXES: batch.boxes, SCORES: batch.scores, CLASS_INDICES: classes, LABELS: labels,
+        NUM_DETECTIONS: batch.counts.reshape(-1, 1)})
+
+
+def _text_rows(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise StepInputError(f"input {TEXT!r} must have shape [batch, 1] (one text per row), "
+                             f"got {list(array.shape)}")
+    if array.dtype != np.object_ and array.dtype.kind not in "SU":
+        raise StepInputError(f"input {TEXT!r} must be BYTES, got dtype {array.dtype}")
+    return array
+
+
+def tokenize_text(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """TEXT (BYTES [B, 1], UTF-8) -> INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS (int64 [B, L]).
+
+    Parameters: tokenizer_dir (the model's tokenizer files; relative paths resolve against
+    the project root) and max_length (longer texts are truncated). L is the longest row of
+    the batch after truncation. Empty text encodes as [CLS] [SEP]; non-UTF-8 is a row error.
+    """
+    params = context.parameters
+    directory = _require_parameter(params, "tokenizer_dir")
+    max_length = _parse_int(params, "max_length", text.DEFAULT_MAX_LENGTH)
+    texts, errors = text.decode_texts(list(_text_rows(require_input(inputs, TEXT))))
+    encoded = text.tokenize(texts, directory=directory, max_length=max_length)
+    return StepResult(outputs={INPUT_IDS: encoded.input_ids,
+                               ATTENTION_MASK: encoded.attention_mask,
+                               TOKEN_TYPE_IDS: encoded.token_type_ids}, errors=errors)
+
+
+def mean_pool_embeddings(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """HIDDEN (float [B, L, D]) + ATTENTION_MASK (int [B, L]) -> EMBEDDING float32 [B, D].
+
+    Masked mean over tokens, then L2 normalisation (parameter normalize, default true).
+    """
+    hidden = require_input(inputs, HIDDEN)
+    mask = require_input(inputs, ATTENTION_MASK)
+    if hidden.dtype.kind != "f":
+        raise StepInputError(f"input {HIDDEN!r} must be floating point, got {hidden.dtype}")
+    normalize = str(context.parameters.get("normalize", "true")).lower() != "false"
+    return StepResult(outputs={EMBEDDING: text.mean_pool(hidden, mask, normalize=normalize)})

@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from processing.step_api import StepContext, StepFunction, StepResult
+from processing.step_api import (
+    DEFAULT_MAX_ELEMENT_BYTES,
+    StepContext,
+    StepFunction,
+    StepResult,
+    decode_utf8,
+    element_size_problem,
+    non_finite_problem,
+)
 from triton_adapters import parameters as parameter_names
 from triton_adapters.batching import (
     AdapterConfigError,
@@ -40,6 +48,64 @@ except ImportError:  # unit tests and tools import the pure helpers below
 
 log = logging.getLogger(__name__)
 
+
+class InputValidator:
+    """Checks every request before the step sees it: floats finite, BYTES elements bounded,
+    text inputs valid UTF-8. A problem becomes that request's INVALID_ARG error."""
+
+    def __init__(self, inputs: Sequence[TensorConfig], parameters: Mapping[str, str]) -> None:
+        raw_limit = parameters.get(parameter_names.MAX_ELEMENT_BYTES) or str(
+            DEFAULT_MAX_ELEMENT_BYTES)
+        try:
+            self.max_element_bytes = int(raw_limit)
+        except ValueError as e:
+            raise AdapterConfigError(f"parameter {parameter_names.MAX_ELEMENT_BYTES!r} must be "
+                                     f"an integer, got {raw_limit!r}") from e
+        if self.max_element_bytes <= 0:
+            raise AdapterConfigError(f"parameter {parameter_names.MAX_ELEMENT_BYTES!r} must be "
+                                     f"positive, got {self.max_element_bytes}")
+        names = {t.name for t in inputs}
+        text = parameters.get(parameter_names.TEXT_INPUTS) or ""
+        self.text_inputs = tuple(n.strip() for n in text.split(",") if n.strip())
+        unknown = sorted(set(self.text_inputs) - names)
+        if unknown:
+            raise AdapterConfigError(f"parameter {parameter_names.TEXT_INPUTS!r} names "
+                                     f"unknown inputs {unknown} (inputs: {sorted(names)})")
+
+    def __call__(self, request: Mapping[str, np.ndarray]) -> str | None:
+        for name, array in request.items():
+            problem = (non_finite_problem(name, array)
+                       or element_size_problem(name, array, self.max_element_bytes))
+            if problem is not None:
+                return problem
+        for name in self.text_inputs:
+            if name in request:
+                decode_utf8(name, request[name])  # StepInputError -> INVALID_ARG
+        return None
+
+
+def allowed_request_parameters(parameters: Mapping[str, str]) -> frozenset[str]:
+    """The step parameters a request may override (config parameter `request_parameters`)."""
+    raw = parameters.get(parameter_names.REQUEST_PARAMETERS) or ""
+    return frozenset(name.strip() for name in raw.split(",") if name.strip())
+
+
+def request_overrides(request: Any, allowed: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """The request's own parameters named in `allowed`, as sorted (name, text) pairs.
+
+    Triton hands request parameters over as a JSON object; booleans become "true"/"false".
+    """
+    getter = getattr(request, "parameters", None)
+    if getter is None or not allowed:
+        return ()
+    try:
+        raw = json.loads(getter() or "{}")
+    except (TypeError, ValueError):
+        return ()
+    if not isinstance(raw, dict):
+        return ()
+    return tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v))
+                        for k, v in raw.items() if k in allowed))
 
 
 def resolve_function(spec: str) -> StepFunction:
@@ -176,8 +242,34 @@ class TritonPythonModel:
         self.inputs = config_tensors(config, "input", pb_utils.triton_string_to_numpy)
         self.outputs = config_tensors(config, "output", pb_utils.triton_string_to_numpy)
         self.batched = int(config.get("max_batch_size") or 0) > 0
+        self.validate = InputValidator(self.inputs, parameters)
+        self.request_parameters = allowed_request_parameters(parameters)
         log.info("%s: step %s loaded with %d labels", self.model_name,
                  parameters[parameter_names.FUNCTION], len(labels))
+
+    def _run_grouped(self, requests: Sequence[Any],
+                     per_request: Sequence[Mapping[str, np.ndarray]]) -> list[Outcome]:
+        """One batch per distinct set of request-parameter overrides (usually one batch)."""
+        if not self.request_parameters:
+            return run_batched(self._call, per_request, validate=self.validate)
+        groups: dict[tuple[tuple[str, str], ...], list[int]] = {}
+        for i, request in enumerate(requests):
+            key = request_overrides(request, self.request_parameters)
+            groups.setdefault(key, []).append(i)
+        outcomes: list[Outcome | None] = [None] * len(per_request)
+        for overrides, members in groups.items():
+            context = StepContext(parameters={**self.context.parameters, **dict(overrides)},
+                                  labels=self.context.labels)
+
+            def call(inputs: Mapping[str, np.ndarray],
+                     context: StepContext = context) -> StepResult:
+                return self.function(inputs, context)
+
+            answers = run_batched(call, [per_request[i] for i in members],
+                                  validate=self.validate)
+            for i, answer in zip(members, answers, strict=True):
+                outcomes[i] = answer
+        return [o for o in outcomes if o is not None]
 
     def _call(self, inputs: Mapping[str, np.ndarray]) -> StepResult:
         return self.function(inputs, self.context)
@@ -185,7 +277,7 @@ class TritonPythonModel:
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         try:
             per_request = [gather_inputs(request, self.inputs) for request in requests]
-            outcomes = run_batched(self._call, per_request)
+            outcomes = self._run_grouped(requests, per_request)
             return build_responses(self.model_name, outcomes, self.outputs,
                                    batched=self.batched)
         except Exception as e:  # never raise from execute: it would fail the whole batch

@@ -10,8 +10,10 @@ import pytest
 from build_scripts.builder import build_repository
 from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
 from build_scripts.spec import Target, load_spec
+from model_zoo.detector import build_detector
 from model_zoo.digits import build_digits
 from model_zoo.resnet import build_resnet
+from model_zoo.text_encoder import export_text_encoder
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,6 +23,8 @@ def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """models.yaml built for the local target (the example models are trained if missing)."""
     build_digits(REPO_ROOT / "artifacts" / "digits")
     build_resnet(REPO_ROOT / "artifacts" / "resnet")
+    build_detector(REPO_ROOT / "artifacts" / "detector")  # cached by `make models`
+    export_text_encoder(REPO_ROOT / "artifacts" / "text_encoder")
     out = tmp_path_factory.mktemp("served") / "model_repository"
     build_repository(load_spec(REPO_ROOT / "models.yaml"), target=Target.LOCAL, out=out,
                      remember=False)

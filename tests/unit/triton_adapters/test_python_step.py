@@ -112,9 +112,9 @@ def test_execute_answers_each_request(tmp_path: Path, pb: ModuleType) -> None:
     assert responses[2].as_dict()["LABELS"].shape == (3, 2)
     error = responses[1].error()
     assert error.code() == pb.TritonError.INVALID_ARG
-    assert error.message() == "row 1: logits contain NaN or Inf"
-    assert ("warn", "post: request 1 of the batch failed: row 1: logits contain NaN or Inf") \
-        in pb.Logger.lines
+    message = "input 'LOGITS' contains NaN in row(s) 1; only finite values are accepted"
+    assert error.message() == message
+    assert ("warn", f"post: request 1 of the batch failed: {message}") in pb.Logger.lines
 
 
 def test_execute_preprocess_step_with_bad_image(tmp_path: Path, pb: ModuleType) -> None:

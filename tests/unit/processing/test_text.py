@@ -1,0 +1,77 @@
+"""processing.text: tokenizing with a model's own tokenizer.json, and mean pooling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from processing import text
+from processing.step_api import StepInputError
+
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "the", "cat"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny BERT-style tokenizer.json (word level, [CLS] ... [SEP], pad 0) written here."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    directory = tmp_path_factory.mktemp("tokenizer")
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 6}))
+    return directory
+
+
+def test_tokenize_pads_to_the_longest_row_and_masks(tokenizer_dir: Path) -> None:
+    encoded = text.tokenize(["hello world", "cat", ""], directory=tokenizer_dir, max_length=16)
+    assert encoded.input_ids.tolist() == [[2, 4, 5, 3], [2, 7, 3, 0], [2, 3, 0, 0]]
+    assert encoded.attention_mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0]]
+    assert encoded.input_ids.dtype == np.int64 and encoded.token_type_ids.shape == (3, 4)
+
+
+def test_tokenize_truncates_long_texts_to_max_length(tokenizer_dir: Path) -> None:
+    encoded = text.tokenize(["the cat " * 500], directory=tokenizer_dir, max_length=6)
+    assert encoded.input_ids.tolist() == [[2, 6, 7, 6, 7, 3]]
+
+
+def test_model_max_length_prefers_sentence_transformers_config(tokenizer_dir: Path,
+                                                               tmp_path: Path) -> None:
+    assert text.model_max_length(tokenizer_dir) == 6
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 128}))
+    assert text.model_max_length(tmp_path) == 128
+    assert text.model_max_length(tmp_path / "missing") == text.DEFAULT_MAX_LENGTH
+
+
+def test_missing_tokenizer_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(text.TokenizerLoadError, match="not found"):
+        text.tokenize(["x"], directory=tmp_path, max_length=8)
+
+
+def test_decode_texts_reports_invalid_utf8_as_row_errors() -> None:
+    texts, errors = text.decode_texts([b"caf\xc3\xa9", b"\xff\xfe", "plain", 3])
+    assert texts == ["café", "", "plain", ""]
+    assert sorted(errors) == [1, 3] and "UTF-8" in errors[1]
+
+
+def test_mean_pool_ignores_masked_tokens_and_normalizes() -> None:
+    hidden = np.array([[[1.0, 0.0], [3.0, 0.0], [100.0, 100.0]]], dtype=np.float32)
+    mask = np.array([[1, 1, 0]])
+    np.testing.assert_allclose(text.mean_pool(hidden, mask, normalize=False), [[2.0, 0.0]])
+    np.testing.assert_allclose(text.mean_pool(hidden, mask), [[1.0, 0.0]])
+    np.testing.assert_allclose(text.mean_pool(hidden, np.zeros((1, 3))), [[0.0, 0.0]])
+    with pytest.raises(StepInputError, match="disagree"):
+        text.mean_pool(hidden, np.ones((1, 2)))
+
+
+def test_cosine_similarity_rows() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 2.0]])
+    b = np.array([[2.0, 0.0], [2.0, 0.0]])
+    np.testing.assert_allclose(text.cosine_similarity(a, b), [1.0, 0.0])
