@@ -1,1 +1,1 @@
-"""Benchmark harness: perf_analyzer, wrk, the peer systems and the reports."""
+"""Benchmark harness: perf_analyzer, hey, the peer systems and the reports."""

@@ -7,7 +7,7 @@ per element, a 4-byte little-endian length followed by the element's bytes. Inpu
 may also be carried as JSON `data` (flattened, row-major), which this codec reads and writes
 too.
 
-The load generators (wrk, the urllib loop) send the bodies `encode_request` makes, and the
+The load generators (hey, the urllib loop) send the bodies `encode_request` makes, and the
 FastAPI peer reads them with `decode_request`, so Triton and the peer receive identical bytes.
 JSON dicts stay inside this module: callers get `InferRequest` / `InferResponse`.
 """

@@ -13,7 +13,10 @@
 - `profile_pipeline(...)` profiles an ensemble and then each of its steps on its own, each fed
   the real tensors that step sees inside the pipeline (captured by running the pipeline
   in-process with `ReferencePipeline`): PNG bytes for preprocess, pixels for the classifier,
-  logits for postprocess.
+  logits for postprocess; UTF-8 sentences, token ids and hidden states for embeddings. Where a
+  step input has a variable dim (token rows), each row is captured on its own at batch 1, so
+  every `--input-data` entry keeps its own length (`"shape"` per entry) instead of the
+  padding of a batch it never belonged to.
 
 Divergence: `divergence(point)` is the client's average latency over the server-side request
 latency. The server side is perf_analyzer's "Server: Avg request latency" (overhead + queue +
@@ -173,6 +176,38 @@ def write_input_data(samples: Mapping[str, np.ndarray], path: Path) -> Path:
     path.write_text(json.dumps(input_data_document(samples)), encoding="utf-8")
     rows = len(next(iter(samples.values())))
     log.debug("wrote %d input rows of %s to %s", rows, ", ".join(samples), path)
+    return path
+
+
+def input_rows_document(rows: Sequence[Mapping[str, np.ndarray]]) -> dict[str, Any]:
+    """perf_analyzer's input data from one batch-1 request per entry (no batch axis).
+
+    Shapes may differ between entries (e.g. token rows of their own length): each entry
+    carries its own `"shape"`, which perf_analyzer uses for the variable dims. Requests of
+    `-b 1` only: a larger batch needs equal shapes in the rows it joins.
+    """
+    if not rows:
+        raise PerfAnalyzerError("input data needs at least one row")
+    names = list(rows[0])
+    if not names:
+        raise PerfAnalyzerError("input data needs at least one tensor")
+    data: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        if list(row) != names:
+            raise PerfAnalyzerError(f"row {i} has inputs {list(row)}, row 0 has {names}")
+        for name, tensor in row.items():
+            if tensor.ndim < 1:
+                raise PerfAnalyzerError(f"row {i}, input {name!r}: a scalar; a row needs at "
+                                        "least one dim besides the batch axis")
+        data.append({name: tensor_entry(tensor) for name, tensor in row.items()})
+    return {"data": data}
+
+
+def write_input_rows(rows: Sequence[Mapping[str, np.ndarray]], path: Path) -> Path:
+    """Write `--input-data` JSON of one batch-1 request per entry (see input_rows_document)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(input_rows_document(rows)), encoding="utf-8")
+    log.debug("wrote %d input rows of %s to %s", len(rows), ", ".join(rows[0]), path)
     return path
 
 
@@ -732,10 +767,31 @@ def run_perf_analyzer(
 
 @dataclass(frozen=True, kw_only=True)
 class StepInputs:
-    """The real inputs one composing model receives inside a pipeline, rows along axis 0."""
+    """The real inputs one composing model receives inside a pipeline.
+
+    `rows` holds one batch-1 request per row (tensors without the batch axis); rows captured
+    one at a time may differ in shape (token rows of their own length)."""
 
     model: str
-    inputs: Mapping[str, np.ndarray]
+    rows: tuple[Mapping[str, np.ndarray], ...]
+
+    @property
+    def ragged(self) -> bool:
+        """Whether some input's shape differs between rows."""
+        first = self.rows[0]
+        return any(row[name].shape != first[name].shape for row in self.rows for name in first)
+
+    @property
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The rows stacked along axis 0 (rows must share their shapes)."""
+        if self.ragged:
+            raise PerfAnalyzerError(f"{self.model}: rows differ in shape; use `rows`")
+        return {name: np.stack([row[name] for row in self.rows])
+                for name in self.rows[0]}
+
+    def write_input_data(self, path: Path) -> Path:
+        """perf_analyzer's `--input-data` JSON of these rows (one entry per row)."""
+        return write_input_rows(self.rows, path)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -759,16 +815,21 @@ def _config_dtype(repository: Path, model: str, name: str) -> np.dtype[Any]:
     raise PerfAnalyzerError(f"{model}: config.pbtxt has no input {name!r}")
 
 
-def step_inputs(repository: Path, pipeline: str,
-                inputs: Mapping[str, np.ndarray]) -> list[StepInputs]:
-    """Run `pipeline` in-process over `inputs` and capture what each step receives.
+def has_variable_dims(repository: Path, pipeline: str) -> bool:
+    """Whether an input of a step of `pipeline` has a variable dim (-1) besides the batch."""
+    ensemble = read_config(repository / pipeline / "config.pbtxt")
+    for step in ensemble.ensemble_scheduling.step:
+        config = read_config(repository / step.model_name / "config.pbtxt")
+        if any(d < 0 for tensor in config.input for d in tensor.dims):
+            return True
+    return False
 
-    The tensors come from the same step functions and ONNX models the server runs
-    (`ReferencePipeline`), cast to the dtype each model's config.pbtxt declares.
-    """
-    reference = ReferencePipeline(repository, pipeline)
+
+def _capture(repository: Path, reference: ReferencePipeline,
+             inputs: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Each step's feeds for one run of the pipeline over `inputs` (one batch)."""
     tensors: dict[str, np.ndarray] = dict(inputs)
-    captured: list[StepInputs] = []
+    captured: list[dict[str, np.ndarray]] = []
     for step, run in reference.steps:
         feeds: dict[str, np.ndarray] = {}
         for model_input, tensor in step.input_map.items():
@@ -777,10 +838,34 @@ def step_inputs(repository: Path, pipeline: str,
             if expected not in (np.dtype(np.object_), value.dtype):
                 value = value.astype(expected)
             feeds[model_input] = value
-        captured.append(StepInputs(model=step.model_name, inputs=feeds))
+        captured.append(feeds)
         outputs = run(feeds)
         for model_output, tensor in step.output_map.items():
             tensors[tensor] = outputs[model_output]
+    return captured
+
+
+def step_inputs(repository: Path, pipeline: str, inputs: Mapping[str, np.ndarray], *,
+                one_row_at_a_time: bool = False) -> list[StepInputs]:
+    """Run `pipeline` in-process over `inputs` and capture what each step receives.
+
+    The tensors come from the same step functions and ONNX models the server runs
+    (`ReferencePipeline`), cast to the dtype each model's config.pbtxt declares. By default
+    the pipeline runs once over all rows (rows of a step share the batch's padding, as rows of
+    one request do); `one_row_at_a_time` runs it per row, as a request of one row sees it.
+    """
+    reference = ReferencePipeline(repository, pipeline)
+    rows = len(next(iter(inputs.values())))
+    if one_row_at_a_time:
+        runs = [_capture(repository, reference, {k: v[i:i + 1] for k, v in inputs.items()})
+                for i in range(rows)]
+    else:
+        runs = [_capture(repository, reference, inputs)]
+    captured: list[StepInputs] = []
+    for index, (step, _) in enumerate(reference.steps):
+        per_row = tuple({name: tensor[i] for name, tensor in run[index].items()}
+                        for run in runs for i in range(len(next(iter(run[index].values())))))
+        captured.append(StepInputs(model=step.model_name, rows=per_row))
     return captured
 
 
@@ -793,9 +878,11 @@ def profile_pipeline(
     """Profile the ensemble `scenario.model` of `repository`, then each of its steps alone.
 
     Every run uses `scenario`'s load and windows. The ensemble gets the workload's encoded
-    images; each step gets its real inputs from `step_inputs` (the first `step_samples` rows,
+    items; each step gets its real inputs from `step_inputs` (the first `step_samples` rows,
     at least one request's worth): decoded images are large, so fewer rows keep the input
-    JSON small. Files land in `out_dir` as `<scenario>.<model>.{csv,log,input.json}`.
+    JSON small. A pipeline with variable-length step inputs (token rows) profiled at one row
+    per request gets its rows captured one at a time, each at its own length. Files land in
+    `out_dir` as `<scenario>.<model>.{csv,log,input.json}`.
     """
     analyzer = analyzer or find_perf_analyzer()
     workload = workload or load_workload(scenario.workload, count=input_images)
@@ -810,15 +897,17 @@ def profile_pipeline(
     report = (out_dir / f"{base}.log").read_text(encoding="utf-8")
     in_ensemble = composing_stats(report, scenario=scenario)
     rows = max(step_samples, scenario.batch_images)
+    one_row = scenario.batch_images == 1 and has_variable_dims(repository, pipeline)
     step_points: list[PerfPoint] = []
-    for captured in step_inputs(repository, pipeline, {k: v[:rows] for k, v in samples.items()}):
+    for captured in step_inputs(repository, pipeline, {k: v[:rows] for k, v in samples.items()},
+                                one_row_at_a_time=one_row):
         step_scenario = dataclasses.replace(scenario, name=f"{scenario.name}.{captured.model}",
                                             model=captured.model)
         base = step_scenario.name
-        data = write_input_data(captured.inputs, out_dir / f"{base}.input.json")
-        log.info("profiling step %s alone with inputs %s", captured.model, ", ".join(
+        data = captured.write_input_data(out_dir / f"{base}.input.json")
+        log.info("profiling step %s alone with inputs %s (%d rows)", captured.model, ", ".join(
             f"{k}: {np_to_triton_dtype(v.dtype)} {list(v.shape)}"
-            for k, v in captured.inputs.items()))
+            for k, v in captured.rows[0].items()), len(captured.rows))
         step_points += run_perf_analyzer(step_scenario, url, out_csv=out_dir / f"{base}.csv",
                                          input_data=data, analyzer=analyzer,
                                          divergence_factor=divergence_factor)

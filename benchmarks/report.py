@@ -5,7 +5,7 @@ Layout of one run directory:
 
     report.md                      tables per workload, plots, summary with targets, profile
     summary.json                   exactly the six summary keys, each a number
-    raw/<workload>__<shape>__<system>.csv   one wrk sweep: concurrency, rps, p50..p99, errors
+    raw/<workload>__<shape>__<system>.csv   one hey sweep: concurrency, rps, p50..p99, errors
     raw/limits.csv                 the in-process limit per workload and shape (if any)
     raw/perf_analyzer.csv          the perf_analyzer points, all their fields (if any)
     raw/perf_<type>.csv            other perf records (e.g. per-step latencies), per type
@@ -33,9 +33,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from benchmarks.errors import BenchmarkError
+from benchmarks.hey_driver import LoadResult
 from benchmarks.perf_analyzer import PerfPoint
 from benchmarks.scenarios import LoadMode
-from benchmarks.wrk_driver import LoadResult
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Direction(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class SystemSeries:
-    """One system's wrk sweep over concurrencies for one workload and request shape."""
+    """One system's hey sweep over concurrencies for one workload and request shape."""
 
     system: str
     workload: str
@@ -502,7 +502,7 @@ def render_report(results: BenchResults, run_dir: Path) -> str:
                   markdown_table(["property", "value"], sorted(results.machine.items())), ""]
     lines += ["Systems: " + ", ".join(f"`{s}`" for s in results.systems) + ".",
               "Workloads: " + ", ".join(f"`{w}`" for w in results.workloads) + ".",
-              "wrk is closed-loop: concurrency = connections, one request outstanding each; "
+              "hey is closed-loop: concurrency = workers, one request outstanding each; "
               "Triton and the FastAPI peer get byte-identical request bodies.", ""]
     lines += _summary_section(results.summary)
     for workload in results.workloads:

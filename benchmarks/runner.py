@@ -1,10 +1,12 @@
 """Run every system side by side on the same machine, inputs and request shapes.
 
 Systems: (a) the in-process limit, (b) the FastAPI + ONNX Runtime peer, (c) our Triton ensemble
-in the configurations of `variants`. (b) and (c) are driven by the same wrk load at equal
+in the configurations of `variants`. (b) and (c) are driven by the same hey load at equal
 concurrency with byte-identical KServe v2 bodies; (c) is also measured with perf_analyzer over
 gRPC, ensemble and each step. The summary keys are computed for the online shape at the
-concurrency where the peer peaks.
+concurrency where the peer peaks. Workloads named only in the scenarios file (detection,
+embeddings) are measured with perf_analyzer alone, ensemble and each step, on the default
+variant, whose repository then serves their pipelines too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from benchmarks import variants as v
 from benchmarks.errors import BenchmarkError, PerfAnalyzerError
 from benchmarks.fastapi_peer import serve_peer
+from benchmarks.hey_driver import LoadResult, sweep
 from benchmarks.inprocess_limit import available_cores, measure_inprocess_limit
 from benchmarks.kserve_codec import encode_request, request_headers
 from benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer
@@ -35,14 +38,14 @@ from benchmarks.report import (
 )
 from benchmarks.scenarios import load_scenarios
 from benchmarks.step_profile import profile_steps
-from benchmarks.workloads import Workload, load_workload
-from benchmarks.wrk_driver import LoadResult, sweep
+from benchmarks.workloads import PIPELINES, Workload, WorkloadName, load_workload
 from build_scripts.local_server.local_triton import LocalTriton
 from build_scripts.spec import BuildSpec, load_spec
 
 log = logging.getLogger(__name__)
 
 PEER = "fastapi"
+ONE_HOP = "triton-one-step"  # the first Python step alone
 LIMIT = "in-process limit"
 OUTPUTS = ("LABELS", "SCORES", "CLASS_INDICES")
 GAIN_MIN_CONCURRENCY = 8
@@ -57,14 +60,16 @@ class BenchPlan:
     limit_batch_sizes: tuple[int, ...]
     variants: tuple[v.TritonVariant, ...]
     profiled_workloads: tuple[str, ...]  # ensemble + each step under perf_analyzer
+    # Side by side on every system (hey, FastAPI peer, in-process limit). The scenarios file may
+    # name more workloads: those run under perf_analyzer only, on the default variant.
     workloads: tuple[str, ...] = ("light", "heavy")
 
 
 HERE = Path(__file__).parent
 FULL = BenchPlan(scenarios=HERE / "scenarios.yaml", limit_duration_s=3,
                  limit_batch_sizes=(1, 4, 16, 32),
-                 variants=(v.DEFAULT, v.NO_BATCHING, v.TWO_INSTANCES),
-                 profiled_workloads=("light", "heavy"))
+                 variants=(v.DEFAULT, v.NO_BATCHING, v.ONE_INSTANCE),
+                 profiled_workloads=("light", "heavy", "detection", "embeddings"))
 SMOKE = BenchPlan(scenarios=HERE / "scenarios_smoke.yaml", limit_duration_s=0.5,
                   limit_batch_sizes=(1, 16), variants=(v.DEFAULT, v.NO_BATCHING),
                   profiled_workloads=("light",))
@@ -72,7 +77,7 @@ SMOKE = BenchPlan(scenarios=HERE / "scenarios_smoke.yaml", limit_duration_s=0.5,
 
 @dataclass(frozen=True, kw_only=True)
 class _Load:
-    """The wrk settings of one run: levels, window and request shapes."""
+    """The hey settings of one run: levels, window and request shapes."""
 
     concurrencies: tuple[int, ...]
     duration_s: float
@@ -91,18 +96,21 @@ class _Collected:
     perf_points: list[object] = field(default_factory=list)
     profile: list[ProfileSection] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    limit_by_batch: dict[str, dict[int, float]] = field(default_factory=dict)  # images/s
 
 
-def _body(workload: Workload, count: int) -> tuple[bytes, dict[str, str]]:
-    body, header_length = encode_request({"IMAGE": workload.image_batch(count)}, OUTPUTS)
+def _body(workload: Workload, count: int,
+          outputs: Sequence[str] = OUTPUTS) -> tuple[bytes, dict[str, str]]:
+    body, header_length = encode_request({"IMAGE": workload.image_batch(count)}, outputs)
     return body, request_headers(header_length)
 
 
 def _measure_http(system: str, url: str, workload: Workload, load: _Load,
-                  collected: _Collected) -> None:
+                  collected: _Collected, *, outputs: Sequence[str] = OUTPUTS,
+                  images_per_request: Sequence[int] | None = None) -> None:
     name = workload.name.value
-    for count in load.images_per_request:
-        body, headers = _body(workload, count)
+    for count in images_per_request or load.images_per_request:
+        body, headers = _body(workload, count, outputs)
         if load.warmup_s > 0:  # not recorded: loads models' caches, JIT paths, connections
             sweep(url, body, headers, [max(load.concurrencies)], load.warmup_s, timeout_s=60)
         log.info("%s: %s, %d image(s)/request over HTTP at concurrency %s", system, name,
@@ -125,6 +133,8 @@ def _limits(repository: Path, workload: Workload, plan: BenchPlan, load: _Load,
         collected.limits.append(LimitResult(workload=workload.name.value, shape=_shape(count),
                                             images_per_s=result.images_per_s,
                                             batch_size=result.best.batch_size))
+    collected.limit_by_batch[workload.name.value] = {
+        p.batch_size: p.images_per_s for p in result.points}
     rows = tuple((p.batch_size, round(p.images_per_s, 1), round(p.images_per_cpu_s, 1))
                  for p in result.points)
     collected.profile.append(ProfileSection(
@@ -170,16 +180,79 @@ def summarize(collected: _Collected) -> Summary:
     )
 
 
+def ceilings(collected: _Collected, summary: Summary) -> ProfileSection:
+    """What this machine allows for each ratio, from this run's own measurements."""
+    online = RequestShape.ONLINE
+    rows: list[tuple[object, ...]] = []
+
+    def peak(system: str, workload: str) -> float | None:
+        try:
+            return max(p.throughput_rps for p in _series(collected, system, workload,
+                                                         online).values())
+        except BenchmarkError:
+            return None
+
+    heavy_limit = collected.limit_by_batch.get("heavy", {})
+    heavy_peer = peak(PEER, "heavy")
+    if heavy_limit and heavy_peer:
+        best = max(heavy_limit.values())
+        rows.append(("heavy_triton_vs_fastapi", round(summary.heavy_triton_vs_fastapi, 3),
+                     round(best / heavy_peer, 3),
+                     f"the in-process limit ({best:.0f} images/s) over the peer's peak "
+                     f"({heavy_peer:.0f} req/s): no server can pass the limit"))
+    if 1 in heavy_limit:
+        best = max(heavy_limit.values())
+        rows.append(("heavy_dynamic_batching_gain", round(summary.heavy_dynamic_batching_gain, 3),
+                     round(best / heavy_limit[1], 3),
+                     f"in-process images/s at the best batch ({best:.0f}) over batch 1 "
+                     f"({heavy_limit[1]:.0f}): what batching saves on this CPU"))
+    one_hop, light_peer = peak(ONE_HOP, "light"), peak(PEER, "light")
+    if one_hop and light_peer:
+        rows.append(("light_triton_vs_fastapi", round(summary.light_triton_vs_fastapi, 3),
+                     round(one_hop / light_peer, 3),
+                     f"one Python-backend step alone ({one_hop:.0f} req/s) over the peer's "
+                     f"peak ({light_peer:.0f} req/s): the ensemble makes three such hops"))
+    return ProfileSection(
+        title="Ceilings: the most each ratio can reach here, measured in this run",
+        columns=("key", "measured", "ceiling", "what bounds it"), rows=tuple(rows))
+
+
+def served_pipelines(plan: BenchPlan, variant: v.TritonVariant,
+                     workloads: Sequence[Workload]) -> tuple[str, ...]:
+    """The pipelines `variant`'s repository serves: those of the side-by-side workloads, and
+    for the default variant (the one perf_analyzer measures) those of every scenario too."""
+    pipelines = [w.pipeline for w in workloads]
+    if variant == v.DEFAULT:
+        pipelines += [PIPELINES[s.workload] for s in load_scenarios(plan.scenarios).perf]
+    return tuple(dict.fromkeys(pipelines))
+
+
 def _triton(spec: BuildSpec, variant: v.TritonVariant, workloads: Sequence[Workload], *,
             plan: BenchPlan, load: _Load, work: Path, collected: _Collected) -> None:
-    pipelines = tuple(w.pipeline for w in workloads)
+    pipelines = served_pipelines(plan, variant, workloads)
     repository = v.build_variant(spec, variant, pipelines, work / variant.name)
     with LocalTriton(repository, log_path=work / f"{variant.name}.log") as server:
         for workload in workloads:
             url = f"{server.urls.http}/v2/models/{workload.pipeline}/infer"
             _measure_http(variant.name, url, workload, load, collected)
         if variant == v.DEFAULT:
+            light = [w for w in workloads if w.name is WorkloadName.LIGHT]
+            for workload in light:
+                _measure_one_hop(spec, server.urls.http, workload, load, collected)
             _perf_analyzer(repository, server.urls.grpc, plan, work, collected)
+
+
+def _measure_one_hop(spec: BuildSpec, http_url: str, workload: Workload, load: _Load,
+                     collected: _Collected) -> None:
+    """The pipeline's first step alone (one Python-backend hop, online shape): a bound on what
+    any ensemble of such steps can serve on this machine."""
+    pipeline = next((p for p in spec.pipelines if p.name == workload.pipeline), None)
+    first = spec.python_step(pipeline.steps[0].model) if pipeline is not None else None
+    if first is None:
+        return
+    url = f"{http_url}/v2/models/{first.name}/infer"
+    _measure_http(ONE_HOP, url, workload, load, collected,
+                  outputs=tuple(t.name for t in first.outputs), images_per_request=(1,))
 
 
 def _perf_analyzer(repository: Path, grpc_url: str, plan: BenchPlan, work: Path,
@@ -239,6 +312,7 @@ def run_benchmarks(plan: BenchPlan, *, spec_path: Path, out_root: Path,
         phase(f"{variant.label}")
         _triton(spec, variant, workloads, plan=plan, load=load, work=work, collected=collected)
     summary = summarize(collected)
+    collected.profile.insert(0, ceilings(collected, summary))
     results = BenchResults(
         started_at=started_at,
         machine={"cores": str(os.cpu_count()), "python": platform.python_version(),

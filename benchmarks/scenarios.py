@@ -107,7 +107,7 @@ class PerfScenario:
 
 @dataclass(frozen=True, kw_only=True)
 class LoadTestSettings:
-    """The HTTP load generator (wrk) runs of systems side by side."""
+    """The HTTP load generator (hey) runs of systems side by side."""
 
     duration_s: float
     warmup_s: float
@@ -364,7 +364,7 @@ def parse_scenarios(document: Any, *, source: str, path: Path | None = None) -> 
         seen.add(scenario.name)
     load_test_node = root.child("load_test")
     if load_test_node.missing:
-        raise load_test_node.fail("is required: {duration_s, concurrency} of the wrk runs")
+        raise load_test_node.fail("is required: {duration_s, concurrency} of the hey runs")
     return BenchConfig(
         source=path if path is not None else Path(source),
         input_images=root.child("input_images").integer(minimum=1, default=64),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import math
 import socket
@@ -20,21 +21,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks.errors import BenchmarkError, PerfAnalyzerError
 from benchmarks.perf_analyzer import (
     PerfAnalyzer,
+    StepInputs,
     build_points,
     composing_stats,
     divergence,
     find_perf_analyzer,
     host_port,
     input_data_document,
+    input_rows_document,
     parse_csv,
     parse_report,
     perf_command,
     run_perf_analyzer,
     write_input_data,
+    write_input_rows,
 )
 from benchmarks.scenarios import (
     LoadMode,
@@ -112,6 +117,87 @@ def test_write_input_data_is_json_perf_analyzer_reads(tmp_path: Path) -> None:
     samples = load_workload("light", count=4).samples()
     path = write_input_data(samples, tmp_path / "sub" / "input.json")
     assert json.loads(path.read_text()) == input_data_document(samples)
+
+
+def _bytes_elements(b64: str) -> list[bytes]:
+    """perf_analyzer's BYTES layout back to elements: uint32 LE length + bytes, repeated."""
+    raw = base64.b64decode(b64)
+    elements: list[bytes] = []
+    while raw:
+        (length,) = struct.unpack("<I", raw[:4])
+        elements.append(raw[4:4 + length])
+        raw = raw[4 + length:]
+    return elements
+
+
+def test_embeddings_input_data_is_one_utf8_sentence_per_entry() -> None:
+    workload = load_workload("embeddings", count=6)
+    document = input_data_document(workload.samples())
+    assert len(document["data"]) == 6
+    for entry, sentence in zip(document["data"], workload.items, strict=True):
+        assert list(entry) == ["TEXT"] and entry["TEXT"]["shape"] == [1]
+        (element,) = _bytes_elements(entry["TEXT"]["content"]["b64"])
+        assert element == sentence
+        assert element.decode("utf-8").strip()  # strict UTF-8, a non-empty sentence
+
+
+def test_detection_input_data_entries_decode_as_the_demo_pngs() -> None:
+    workload = load_workload("detection", count=3)
+    document = input_data_document(workload.samples())
+    for entry, png in zip(document["data"], workload.items, strict=True):
+        assert list(entry) == ["IMAGE"] and entry["IMAGE"]["shape"] == [1]
+        (element,) = _bytes_elements(entry["IMAGE"]["content"]["b64"])
+        assert element == png
+        with Image.open(io.BytesIO(element)) as image:
+            image.load()
+            assert image.mode == "RGB" and min(image.size) > 0
+
+
+# Token rows as the tokenizer emits them for two sentences of different length (int64).
+SHORT_IDS = np.array([101, 7592, 2088, 102], dtype=np.int64)
+LONG_IDS = np.array([101, 1996, 2272, 2001, 2307, 1012, 102], dtype=np.int64)
+
+
+def token_row(ids: np.ndarray) -> dict[str, np.ndarray]:
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids)}
+
+
+def test_token_rows_of_their_own_length_keep_int64_values_and_shape() -> None:
+    document = input_rows_document([token_row(SHORT_IDS), token_row(LONG_IDS)])
+    first, second = document["data"]
+    assert list(first) == ["input_ids", "attention_mask", "token_type_ids"]
+    assert first["input_ids"]["shape"] == [4] and second["input_ids"]["shape"] == [7]
+    ids = np.frombuffer(base64.b64decode(second["input_ids"]["content"]["b64"]), dtype="<i8")
+    np.testing.assert_array_equal(ids, LONG_IDS)
+    mask = np.frombuffer(base64.b64decode(first["attention_mask"]["content"]["b64"]),
+                         dtype="<i8")
+    np.testing.assert_array_equal(mask, [1, 1, 1, 1])
+
+
+def test_input_rows_reject_mismatched_scalar_or_empty_rows() -> None:
+    with pytest.raises(PerfAnalyzerError, match="row 1 has inputs"):
+        input_rows_document([token_row(SHORT_IDS), {"input_ids": SHORT_IDS}])
+    with pytest.raises(PerfAnalyzerError, match="a scalar"):
+        input_rows_document([{"x": np.int64(3) * np.ones(())}])
+    with pytest.raises(PerfAnalyzerError, match="at least one row"):
+        input_rows_document([])
+
+
+def test_step_inputs_stack_equal_rows_and_keep_ragged_rows_apart(tmp_path: Path) -> None:
+    equal = StepInputs(model="m", rows=(token_row(SHORT_IDS), token_row(SHORT_IDS + 1)))
+    assert not equal.ragged
+    assert equal.inputs["input_ids"].shape == (2, 4)
+    # stacked or row by row: the same perf_analyzer input data
+    assert input_data_document(equal.inputs) == input_rows_document(equal.rows)
+    ragged = StepInputs(model="text_encoder", rows=(token_row(SHORT_IDS), token_row(LONG_IDS)))
+    assert ragged.ragged
+    with pytest.raises(PerfAnalyzerError, match="text_encoder: rows differ in shape"):
+        _ = ragged.inputs
+    path = ragged.write_input_data(tmp_path / "rows.json")
+    assert json.loads(path.read_text()) == input_rows_document(ragged.rows)
+    assert write_input_rows(ragged.rows, tmp_path / "again.json").read_text() == \
+        path.read_text()
 
 
 # --------------------------------------------------------------------------- the command

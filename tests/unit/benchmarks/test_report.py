@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from benchmarks.errors import BenchmarkError
+from benchmarks.hey_driver import LoadResult
 from benchmarks.perf_analyzer import LatencyBreakdown, PerfPoint, StepLatency
 from benchmarks.report import (
     BenchResults,
@@ -29,7 +30,6 @@ from benchmarks.report import (
     write_report,
 )
 from benchmarks.scenarios import LoadMode, Protocol
-from benchmarks.wrk_driver import LoadResult
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SYSTEMS = ("fastapi", "triton", "triton-nobatch")

@@ -5,9 +5,19 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import variants as v
+from benchmarks.hey_driver import LoadResult
 from benchmarks.report import LimitResult, RequestShape, SystemSeries
-from benchmarks.runner import PEER, _Collected, summarize
-from benchmarks.wrk_driver import LoadResult
+from benchmarks.runner import (
+    FULL,
+    ONE_HOP,
+    PEER,
+    SMOKE,
+    _Collected,
+    ceilings,
+    served_pipelines,
+    summarize,
+)
+from benchmarks.workloads import Workload, WorkloadName
 from build_scripts.spec import load_spec
 
 ONLINE = RequestShape.ONLINE
@@ -42,6 +52,17 @@ def test_summary_uses_the_peer_peak_concurrency() -> None:
     assert summary.heavy_triton_vs_limit == pytest.approx(30 / 40)
     assert summary.heavy_dynamic_batching_gain == pytest.approx(32 / 12)  # highest common c
 
+    # the ceilings come from the same run: limit / peer, best batch / batch 1, one hop / peer
+    collected.limit_by_batch["heavy"] = {1: 30.0, 32: 40.0}
+    collected.series.append(series(ONE_HOP, "light", [(1, 90, 1.0), (8, 600, 2.0)]))
+    section = ceilings(collected, summary)
+    assert [row[:3] for row in section.rows] == [
+        ("heavy_triton_vs_fastapi", 1.5, 2.0),
+        ("heavy_dynamic_batching_gain", pytest.approx(2.667, abs=1e-3),
+         pytest.approx(1.333, abs=1e-3)),
+        ("light_triton_vs_fastapi", 2.0, 1.5),
+    ]
+
 
 def test_variants_change_only_serving_options() -> None:
     spec = load_spec("models.yaml")
@@ -49,8 +70,25 @@ def test_variants_change_only_serving_options() -> None:
     assert {m.name for m in off.models} == {"digits_classifier"}
     assert {s.name for s in off.python_steps} == {"digits_preprocess", "digits_postprocess"}
     assert all(m.serving.dynamic_batching is None for m in off.models + off.python_steps)
-    two = v.variant_spec(spec, v.TWO_INSTANCES, ("digits",))
-    assert two.models[0].serving.instance_group.count == 2
-    assert all(s.serving.instance_group.count == 1 for s in two.python_steps)
-    assert two.models[0].onnx == spec.model("digits_classifier").onnx  # type: ignore[union-attr]
-    assert off.sha256 != spec.sha256 != two.sha256
+    shipped = spec.model("digits_classifier")
+    assert off.models[0].serving.instance_group == shipped.serving.instance_group  # type: ignore[union-attr]
+    one = v.variant_spec(spec, v.ONE_INSTANCE, ("digits",), cores=2)
+    assert one.models[0].serving.instance_group.count == 1
+    assert one.models[0].onnxruntime.intra_op_threads == 2  # 1 instance x 2 threads = 2 cores
+    assert [s.serving for s in one.python_steps] == [
+        spec.python_step(s.name).serving for s in one.python_steps]  # type: ignore[union-attr]
+    assert one.models[0].onnx == shipped.onnx  # type: ignore[union-attr]
+    default = v.variant_spec(spec, v.DEFAULT, ("digits",))
+    assert default.models[0].serving == shipped.serving  # type: ignore[union-attr]
+    assert off.sha256 != spec.sha256 != one.sha256
+
+
+def test_only_the_default_variant_serves_the_perf_analyzer_only_pipelines() -> None:
+    side_by_side = [Workload(name=WorkloadName.LIGHT, pipeline="digits", items=(b"x",)),
+                    Workload(name=WorkloadName.HEAVY, pipeline="resnet", items=(b"y",))]
+    assert served_pipelines(FULL, v.DEFAULT, side_by_side) == (
+        "digits", "resnet", "detection", "embeddings")
+    assert served_pipelines(FULL, v.NO_BATCHING, side_by_side) == ("digits", "resnet")
+    assert served_pipelines(SMOKE, v.DEFAULT, side_by_side) == ("digits", "resnet")
+    assert FULL.workloads == SMOKE.workloads == ("light", "heavy")  # hey/peer/limit unchanged
+    assert {"detection", "embeddings"} <= set(FULL.profiled_workloads)

@@ -94,11 +94,24 @@ def test_the_shipped_files_cover_both_workloads_online_and_offline(name: str) ->
     shapes = {(s.workload, s.batch_images) for s in config.perf}
     online = {(WorkloadName.LIGHT, 1), (WorkloadName.HEAVY, 1)}
     offline = {(WorkloadName.LIGHT, 16), (WorkloadName.HEAVY, 16)}
-    # the smoke run keeps perf_analyzer to the online shape; wrk still sends both shapes
-    assert shapes == (online if "smoke" in name else online | offline)
-    assert {s.model for s in config.perf} == {"digits", "resnet"}
+    new = {(WorkloadName.DETECTION, 1), (WorkloadName.EMBEDDINGS, 1)}
+    # the smoke run keeps perf_analyzer to the online shape of light and heavy (its time must
+    # not grow; tests/integration/test_bench_new_workloads.py covers the new ensembles)
+    assert shapes == (online if "smoke" in name else online | offline | new)
+    models = {"digits", "resnet"} | (set() if "smoke" in name else {"detection", "embeddings"})
+    assert {s.model for s in config.perf} == models
     assert all(s.protocol is Protocol.GRPC for s in config.perf)
     assert config.load_test.batch_images == (1, 16)
+
+
+def test_the_new_pipelines_run_online_at_concurrency_1_to_8() -> None:
+    full = load_scenarios(BENCH_DIR / "scenarios.yaml")
+    for name, pipeline in (("detection_online", "detection"),
+                           ("embeddings_online", "embeddings")):
+        scenario = full.scenario(name)
+        assert scenario.model == pipeline and scenario.batch_images == 1
+        assert scenario.concurrency == (1, 2, 4, 8)
+        assert scenario.protocol is Protocol.GRPC
 
 
 def test_the_smoke_file_is_short() -> None:

@@ -1,4 +1,5 @@
-"""Benchmark workloads: real encoded images of the digits test split and the ResNet workload."""
+"""Benchmark workloads: real encoded images (digits, ResNet, shapes demo split) and real
+UTF-8 sentences (embeddings demo)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.workloads import (
     IMAGE_INPUT,
     PIPELINES,
+    TEXT_INPUT,
     WorkloadName,
     image_tensor,
     load_workload,
 )
+from build_scripts.spec import load_spec
+from demo.embeddings import DEMO_SENTENCES
 from model_zoo.digits import encoded_split
+from model_zoo.shapes import Split, make_split
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -68,14 +73,57 @@ def test_image_tensor_keeps_bytes_exactly() -> None:
 
 def test_unknown_workload_and_bad_count() -> None:
     with pytest.raises(BenchmarkError, match="unknown workload 'medium'; choose one of light, "
-                       "heavy"):
+                       "heavy, detection, embeddings"):
         load_workload("medium", count=1)
     with pytest.raises(BenchmarkError, match="at least 1 image"):
         load_workload("light", count=0)
 
 
 def test_each_workload_names_its_pipeline() -> None:
-    assert PIPELINES == {WorkloadName.LIGHT: "digits", WorkloadName.HEAVY: "resnet"}
+    assert PIPELINES == {WorkloadName.LIGHT: "digits", WorkloadName.HEAVY: "resnet",
+                         WorkloadName.DETECTION: "detection",
+                         WorkloadName.EMBEDDINGS: "embeddings"}
+
+
+def test_each_workload_feeds_its_pipelines_input_in_models_yaml() -> None:
+    spec = load_spec("models.yaml")
+    for name, pipeline in PIPELINES.items():
+        first = spec.python_step(next(p for p in spec.pipelines
+                                      if p.name == pipeline).steps[0].model)
+        assert first is not None
+        (tensor,) = first.inputs
+        assert tensor.dtype.value == "BYTES" and list(tensor.dims) == [1]
+        assert load_workload(name, count=1).input_name == tensor.name, name
+
+
+def test_detection_is_the_shapes_demo_split_as_decodable_pngs() -> None:
+    workload = load_workload("detection", count=5)
+    assert workload.name is WorkloadName.DETECTION and workload.pipeline == "detection"
+    assert workload.input_name == IMAGE_INPUT
+    assert workload.items == tuple(i.png for i in make_split(5, split=Split.DEMO))
+    assert len(set(workload.items)) == 5
+    for blob, source in zip(workload.items, make_split(5, split=Split.DEMO), strict=True):
+        assert blob.startswith(PNG_MAGIC)
+        with Image.open(io.BytesIO(blob)) as image:
+            image.load()
+            assert image.mode == "RGB" and image.size == (source.width, source.height)
+    samples = workload.samples()
+    assert list(samples) == ["IMAGE"] and samples["IMAGE"].shape == (5, 1)
+    assert samples["IMAGE"][2, 0] == workload.items[2]
+
+
+def test_embeddings_are_the_demo_sentences_as_utf8_text_rows() -> None:
+    count = len(DEMO_SENTENCES) + 3
+    workload = load_workload("embeddings", count=count)
+    assert workload.name is WorkloadName.EMBEDDINGS and workload.pipeline == "embeddings"
+    assert workload.input_name == TEXT_INPUT == "TEXT"
+    texts = [blob.decode("utf-8") for blob in workload.items]  # strict: raises if not UTF-8
+    assert texts[:len(DEMO_SENTENCES)] == list(DEMO_SENTENCES)
+    assert texts[len(DEMO_SENTENCES):] == list(DEMO_SENTENCES[:3])  # repeats past the end
+    samples = workload.samples()
+    assert list(samples) == ["TEXT"]
+    assert samples["TEXT"].shape == (count, 1) and samples["TEXT"].dtype == np.object_
+    assert samples["TEXT"][1, 0] == DEMO_SENTENCES[1].encode("utf-8")
 
 
 @pytest.mark.skipif(not HAVE_RESNET, reason="model_zoo.resnet (the heavy example) is absent")

@@ -1,4 +1,4 @@
-"""wrk drives the real local Triton with a real KServe binary request (one digits PNG)."""
+"""hey drives the real local Triton with a real KServe binary request (one digits PNG)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from benchmarks.errors import BenchmarkError
+from benchmarks.hey_driver import find_hey, run_hey
 from benchmarks.kserve_codec import HEADER_LENGTH, decode_response, encode_request, request_headers
-from benchmarks.wrk_driver import find_wrk, run_wrk
 from build_scripts.local_server.local_triton import ServerURLs
 from model_zoo.digits import encoded_split
 
@@ -19,9 +19,9 @@ PIPELINE = "digits"
 OUTPUTS = ("LABELS", "SCORES", "CLASS_INDICES")
 
 
-def wrk_available() -> bool:
+def hey_available() -> bool:
     try:
-        find_wrk()
+        find_hey()
     except BenchmarkError:
         return False
     return True
@@ -29,7 +29,7 @@ def wrk_available() -> bool:
 
 @pytest.fixture(scope="module")
 def digits_request() -> tuple[bytes, dict[str, str], int]:
-    """One test-split PNG as the body wrk repeats, its headers and its label."""
+    """One test-split PNG as the body hey repeats, its headers and its label."""
     images, labels = encoded_split("test")
     image = np.empty((1, 1), dtype=object)
     image[0, 0] = images[0]
@@ -39,7 +39,7 @@ def digits_request() -> tuple[bytes, dict[str, str], int]:
 
 def test_the_body_is_a_valid_request(triton: ServerURLs,
                                      digits_request: tuple[bytes, dict[str, str], int]) -> None:
-    """The exact bytes wrk repeats get the right answer from Triton."""
+    """The exact bytes hey repeats get the right answer from Triton."""
     body, headers, label = digits_request
     request = urllib.request.Request(f"{triton.http}/v2/models/{PIPELINE}/infer", data=body,
                                      headers=headers, method="POST")
@@ -49,16 +49,16 @@ def test_the_body_is_a_valid_request(triton: ServerURLs,
     assert int(response.outputs["CLASS_INDICES"][0, 0]) == label
 
 
-def test_wrk_against_triton(triton: ServerURLs,
+def test_hey_against_triton(triton: ServerURLs,
                             digits_request: tuple[bytes, dict[str, str], int]) -> None:
-    if not wrk_available():
-        pytest.skip("wrk is not installed (apt-get install -y wrk)")
+    if not hey_available():
+        pytest.skip("hey is not installed (apt-get install -y hey)")
     body, headers, _ = digits_request
-    result = run_wrk(f"{triton.http}/v2/models/{PIPELINE}/infer", body, headers,
-                     concurrency=4, duration_s=2, system="triton")
+    result = run_hey(f"{triton.http}/v2/models/{PIPELINE}/infer", body, headers,
+                     concurrency=4, duration_s=1.5, system="triton")
     assert result.system == "triton" and result.concurrency == 4
     assert result.errors == 0
     assert result.requests > 0 and result.throughput_rps > 0
-    assert 2.0 <= result.duration_s < 4.0
+    assert 1.5 <= result.duration_s < 4.0
     assert result.throughput_rps == pytest.approx(result.requests / result.duration_s)
     assert 0 < result.p50_ms <= result.p90_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
