@@ -28,6 +28,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from build_scripts.accuracy import AccuracyReport, check_accuracy
 from build_scripts.artifact_cache import ArtifactCache, link_or_copy
+from build_scripts.batch_guard import GUARD_LIBRARY, compile_batch_guard, needs_batch_guard
 from build_scripts.build_stamp import BuildStamp, default_cache_dir
 from build_scripts.config_io import write_config
 from build_scripts.config_writer import (
@@ -293,6 +294,8 @@ class _RepositoryBuilder:
         (version_dir / "model.py").write_text(PYTHON_STEP_SHIM)
         if step.serving.labels is not None:
             _copy_labels(step.serving.labels, model_dir, step.name)
+        if needs_batch_guard(step):  # malformed BYTES must not fail a whole batch
+            link_or_copy(compile_batch_guard(self.cache), model_dir / GUARD_LIBRARY)
         self._write(python_step_config(step), model_dir)
         self.built.append(BuiltModel(name=step.name, kind="python step", artifact="model.py",
                                      cached=True))

@@ -52,3 +52,7 @@ class RepositoryCheckError(BuildError):
 
 class ServerError(BuildError):
     """The local Triton server could not be started, became unhealthy, or failed to load a model."""
+
+
+class NativeBuildError(BuildError):
+    """A native helper library (the BYTES batch guard) could not be compiled."""

@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_scripts.batch_guard import GUARD_LIBRARY
 from build_scripts.builder import build_repository
 from build_scripts.manifest import MANIFEST_NAME
 from build_scripts.spec import BuildSpec, Target
@@ -37,6 +38,8 @@ def _files(root: Path, *, ignore_plans: bool) -> set[str]:
             continue
         rel = path.relative_to(root)
         if ignore_plans and len(rel.parts) == 3 and rel.name in _PLAN_ARTIFACTS:
+            continue
+        if len(rel.parts) == 2 and rel.name == GUARD_LIBRARY:  # compiled here, git-ignored
             continue
         files.add(rel.as_posix())
     return files
