@@ -66,7 +66,7 @@ def _replace(target: ModelTarget, tensor: RawTensor) -> tuple[RawTensor, ...]:
     return tuple(tensor if t.name == tensor.name else t for t in others)
 
 
-def _with_elements(target: ModelTarget, tensor: TensorInfo, element: bytes) -> RawRequest:
+def with_element(target: ModelTarget, tensor: TensorInfo, element: bytes) -> RawRequest:
     array = valid_array(tensor, _rows(target))
     array.reshape(-1)[0] = element
     return RawRequest(model=target.name, inputs=_replace(target, raw_tensor(tensor, array)))
@@ -157,7 +157,7 @@ def _generic(target: ModelTarget) -> list[BadInputCase]:
 
 def _oversized(target: ModelTarget, tensor: TensorInfo) -> RawRequest:
     if tensor.datatype == "BYTES":  # one element above the per-element limit
-        return _with_elements(target, tensor, b"\x00" * (DEFAULT_MAX_ELEMENT_BYTES + 1024))
+        return with_element(target, tensor, b"\x00" * (DEFAULT_MAX_ELEMENT_BYTES + 1024))
     row_bytes = max(1, math.prod(tensor.concrete_dims()) * numpy_dtype(tensor.datatype).itemsize)
     rows = max(target.max_batch_size + 1, OVERSIZED_BODY_BYTES // row_bytes)
     return RawRequest(model=target.name, inputs=valid_tensors(target, rows))
@@ -224,7 +224,7 @@ _IMAGE_EXPECT: dict[str, tuple[str, ...]] = {
 def _image_cases(target: ModelTarget, tensor: TensorInfo) -> list[BadInputCase]:
     return [BadInputCase(case=case, model=target.name,
                          description=f"{tensor.name!r}: {case.removeprefix('image_')}",
-                         request=_with_elements(target, tensor, blob),
+                         request=with_element(target, tensor, blob),
                          expect=_IMAGE_EXPECT[case], origin=Origin.STEP)
             for case, blob in broken_images().items()]
 
@@ -233,7 +233,7 @@ def _text_cases(target: ModelTarget, tensor: TensorInfo) -> list[BadInputCase]:
     blobs = {"text_invalid_utf8": b"caf\xe9 \xff\xfe", "text_utf16_surrogate": b"\xed\xa0\x80x"}
     return [BadInputCase(case=case, model=target.name,
                          description=f"{tensor.name!r}: {case.removeprefix('text_')}",
-                         request=_with_elements(target, tensor, blob),
+                         request=with_element(target, tensor, blob),
                          expect=(r"not valid UTF-8", r"utf-?8"), origin=Origin.STEP)
             for case, blob in blobs.items()]
 

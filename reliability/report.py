@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reliability.corpus_runner import CorpusResult
+from reliability.defined_results import DefinedOutcome
 
 SUMMARY_KEYS = (
     "bad_input_cases", "bad_input_clear_errors", "server_crashes", "collateral_failures",
@@ -25,6 +26,7 @@ class ReliabilityReport:
     details: Mapping[str, Any]
     corpus: CorpusResult
     notes: Sequence[str]
+    defined: Sequence[DefinedOutcome] = ()
 
 
 def _json(value: Any) -> Any:
@@ -49,6 +51,14 @@ def _corpus_table(corpus: CorpusResult) -> list[str]:
     return lines
 
 
+def _defined_table(outcomes: Sequence[DefinedOutcome]) -> list[str]:
+    lines = ["| case | model | protocol | passed | what |", "|---|---|---|---|---|"]
+    lines += [f"| {o.case} | {o.model} | {o.protocol.value} | "
+              f"{'yes' if o.passed else 'NO: ' + o.problem} | {o.description} |"
+              for o in outcomes]
+    return lines
+
+
 def write_report(report: ReliabilityReport, results_dir: Path, run_name: str) -> Path:
     run_dir = results_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -62,8 +72,13 @@ def write_report(report: ReliabilityReport, results_dir: Path, run_name: str) ->
     lines += [f"| {k} | {v} |" for k, v in report.summary.items()]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
     lines += ["", "## Scenario details", "", "```json",
-              json.dumps(_json({k: v for k, v in report.details.items() if k != "corpus"}),
-                         indent=2), "```", "",
+              json.dumps(_json({k: v for k, v in report.details.items()
+                                if k not in ("corpus", "defined_results")}), indent=2),
+              "```", "",
+              f"## Defined-result edge cases ({len(report.defined)} runs): valid input, "
+              "must succeed", ""]
+    lines += _defined_table(report.defined)
+    lines += ["",
               f"## Bad-input corpus ({report.corpus.cases} runs, "
               f"{report.corpus.distinct_cases} distinct cases)", ""]
     lines += _corpus_table(report.corpus)

@@ -1,7 +1,8 @@
 """Everything `make reliability` runs, in order, on real local Tritons:
 
 1. build models.yaml for the local target;
-2. main server (no dynamic loading): bad-input corpus over HTTP and gRPC, overload, soak;
+2. main server (no dynamic loading): bad-input corpus and the defined-result edge cases
+   (empty and very long text, images without objects) over HTTP and gRPC, overload, soak;
 3. a second server with explicit model control: stub kill (with `StubWatchdog`), version
    swap, a model that fails to load;
 4. static safe-default checks.
@@ -21,6 +22,7 @@ from build_scripts.local_server.local_triton import LocalTriton
 from build_scripts.spec import Target, load_spec
 from reliability.corpus import corpus
 from reliability.corpus_runner import CorpusRunner
+from reliability.defined_results import defined_result_cases, run_defined_cases
 from reliability.overload import overload
 from reliability.report import ReliabilityReport, write_report
 from reliability.safe_defaults import loopback_problems, scan_unsafe_loading
@@ -62,6 +64,7 @@ def run_suite(options: SuiteOptions) -> Path:
                 result = runner.run(corpus(targets))
             finally:
                 runner.close()
+            defined = run_defined_cases(client, defined_result_cases(targets))
         log.info("overload")
         over = overload(server.urls.grpc, overload_s=4.0 if options.quick else 8.0)
         log.info("soak: %d requests at concurrency %d", options.soak_requests,
@@ -83,7 +86,8 @@ def run_suite(options: SuiteOptions) -> Path:
     unsafe = scan_unsafe_loading(PROJECT_ROOT)
     loopback = loopback_problems()
     details.update({
-        "corpus": result, "overload": over, "soak": soaked, "stub_kill": killed,
+        "corpus": result, "defined_results": defined, "overload": over, "soak": soaked,
+        "stub_kill": killed,
         "stub_watchdog_reloads": watchdog.reloads, "version_swap": swapped,
         "load_failure": broken, "unsafe_loading": unsafe, "loopback_problems": loopback,
         "distinct_bad_input_cases": result.distinct_cases,
@@ -94,6 +98,8 @@ def run_suite(options: SuiteOptions) -> Path:
         "bad_input_clear_errors": result.clear_errors,
         "server_crashes": result.server_crashes + int(crashed),
         "collateral_failures": result.collateral_failures,
+        "defined_result_cases": len(defined),
+        "defined_result_passed": sum(o.passed for o in defined),
         "stub_kill_recovered": int(killed.recovered and killed.wrong_answers == 0),
         "stub_kill_window_s": killed.window_s,
         "version_swap_failed_requests": swapped.failed_requests,
@@ -106,8 +112,9 @@ def run_suite(options: SuiteOptions) -> Path:
     notes.extend(_notes(result.unclear, broken.reason, over.offered_per_s,
                         over.saturation_per_s, options.quick))
     run_name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return write_report(ReliabilityReport(summary=summary, details=details, corpus=result,
-                                          notes=notes), options.results_dir, run_name)
+    report = ReliabilityReport(summary=summary, details=details, corpus=result,
+                               defined=defined, notes=notes)
+    return write_report(report, options.results_dir, run_name)
 
 
 def _notes(unclear: tuple[object, ...], load_reason: str, offered: float, saturation: float,

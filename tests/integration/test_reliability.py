@@ -13,6 +13,7 @@ import pytest
 from build_scripts.local_server.local_triton import LocalTriton, ServerURLs
 from reliability.corpus import corpus
 from reliability.corpus_runner import CorpusRunner
+from reliability.defined_results import defined_result_cases, run_defined_cases
 from reliability.safe_defaults import loopback_problems, scan_unsafe_loading
 from reliability.stub_kill import kill_stub_under_load
 from reliability.stub_watchdog import StubWatchdog
@@ -41,8 +42,39 @@ def test_bad_input_corpus(example_repository: Path, triton: ServerURLs,
     unclear = [(o.model, o.case, o.status, o.message[:120], o.problem) for o in result.unclear]
     assert not unclear
     assert result.server_crashes == 0
+    assert result.collateral_failures == 0
     step_cases = [o for o in result.outcomes if o.origin.value == "step"]
     assert step_cases and all(o.status in ("400", "INVALID_ARGUMENT") for o in step_cases)
+
+
+def test_malformed_bytes_never_fails_its_batch(example_repository: Path,
+                                              triton: ServerURLs) -> None:
+    """A length prefix claiming more bytes than sent, next to valid requests to the same
+    batched Python step, many times over: the batch guard keeps every valid one whole."""
+    targets = load_targets(example_repository)
+    (case,) = [c for c in corpus(targets) if c.model == "digits_preprocess"
+               and c.case == "bytes_length_prefix_too_long"]
+    with WireClient(http_url=triton.http, grpc_url=triton.grpc) as client:
+        runner = CorpusRunner(client, targets, collateral=4)
+        try:
+            result = runner.run([case] * 15, (Protocol.HTTP,))
+        finally:
+            runner.close()
+    assert result.clear_errors == result.cases == 15
+    assert sum(o.collateral_sent for o in result.outcomes) == 60
+    assert result.collateral_failures == 0
+
+
+@pytest.mark.parametrize("protocol", list(Protocol))
+def test_defined_result_edge_cases(example_repository: Path, triton: ServerURLs,
+                                   protocol: Protocol) -> None:
+    """Empty and very long texts, images without objects: valid input, defined answers."""
+    cases = [c for c in defined_result_cases(load_targets(example_repository))
+             if not c.model.startswith("resnet")]
+    assert {c.case for c in cases} == {"text_empty", "text_very_long", "image_without_objects"}
+    with WireClient(http_url=triton.http, grpc_url=triton.grpc) as client:
+        outcomes = run_defined_cases(client, cases, (protocol,))
+    assert [(o.model, o.case, o.problem) for o in outcomes if not o.passed] == []
 
 
 @pytest.fixture(scope="module")
