@@ -20,6 +20,7 @@ from clients.errors import (
     ClientTimeoutError,
     InvalidInputError,
     ModelUnavailableError,
+    ModelUnloadingError,
     ResourceExhaustedError,
     ServerError,
     ServerUnavailableError,
@@ -91,6 +92,8 @@ _HTTP_STATUSES: dict[int, type[ClientError]] = {
 # Triton rejects a request whose model queue is full with UNAVAILABLE/503 and this text
 # (dynamic_batching.default_queue_policy / max_queue_size). It is overload, not an outage.
 _QUEUE_FULL_TEXT = "exceeds maximum queue size"
+# A known model with no version serving (shutdown, reload): transient.
+_NO_VERSIONS_TEXT = "has no available versions"
 # gRPC reports an over-size message as RESOURCE_EXHAUSTED with this text; repeating the request
 # cannot help, a larger max_message_mb (or smaller batches) can.
 _MESSAGE_TOO_LARGE_TEXT = "larger than max"
@@ -116,6 +119,8 @@ def status_error_type(status: str | int | None, message: str = "") -> type[Clien
             return InvalidInputError
     if error_type is ServerUnavailableError and _QUEUE_FULL_TEXT in lowered:
         return ResourceExhaustedError
+    if error_type is ModelUnavailableError and _NO_VERSIONS_TEXT in lowered:
+        return ModelUnloadingError
     return error_type
 
 

@@ -55,6 +55,13 @@ class ModelUnavailableError(ClientError):
     """The model is unknown to the server or not ready (gRPC NOT_FOUND, HTTP 404)."""
 
 
+class ModelUnloadingError(ModelUnavailableError):
+    """The model is known but has no version serving right now ("has no available versions"):
+    a server shutting down or a model being reloaded. Transient: retried with backoff."""
+
+    transient = True
+
+
 class ServerError(ClientError):
     """The server accepted the request but failed to process it (gRPC INTERNAL, HTTP 500,
     any other status), or returned a response the client cannot use."""

@@ -27,6 +27,9 @@ def pick_free_ports(count: int, *, host: str = LOOPBACK) -> tuple[int, ...]:
 def is_port_free(port: int, *, host: str = LOOPBACK) -> bool:
     """True when a TCP socket can bind `host:port` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Connections of a stopped server linger in TIME_WAIT for 60 s; they do not stop
+        # Triton from binding again, so they must not make the port look taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -83,6 +83,7 @@ def explicit_server(example_repository: Path,
     repo = tmp_path_factory.mktemp("explicit") / "model_repository"
     shutil.copytree(example_repository, repo)
     with LocalTriton(repo, model_control="explicit", load_models=["digits"],
+                     extra_args=["--exit-timeout-secs=5"],
                      log_path=repo.parent / "tritonserver.log", startup_timeout_s=240) as server:
         yield server
 
