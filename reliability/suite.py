@@ -24,7 +24,7 @@ from build_scripts.spec import Target, load_spec
 from reliability.corpus import corpus
 from reliability.corpus_runner import CorpusRunner
 from reliability.defined_results import defined_result_cases, run_defined_cases
-from reliability.overload import overload
+from reliability.overload import OverloadResult, overload
 from reliability.report import ReliabilityReport, write_report
 from reliability.safe_defaults import loopback_problems, scan_unsafe_loading
 from reliability.server_restart import StopMode, restart_under_load
@@ -68,7 +68,7 @@ def run_suite(options: SuiteOptions) -> Path:
                 runner.close()
             defined = run_defined_cases(client, defined_result_cases(targets))
         log.info("overload")
-        over = overload(server.urls.grpc, overload_s=4.0 if options.quick else 8.0)
+        over = overload(server, overload_s=4.0 if options.quick else 8.0)
         log.info("soak: %d requests at concurrency %d", options.soak_requests,
                  options.soak_concurrency)
         soaked = soak(server, total=options.soak_requests, concurrency=options.soak_concurrency,
@@ -117,21 +117,27 @@ def run_suite(options: SuiteOptions) -> Path:
         "overload_p99_ms_accepted": over.p99_ms_accepted,
         "soak_requests": soaked.requests,
         "soak_errors": soaked.errors,
-        "soak_rss_growth_pct": soaked.rss_growth_pct,
+        "soak_rss_growth_pct": max(soaked.rss_growth_pct, soaked.rss_max_process_growth_pct),
+        "soak_rss_sum_growth_pct": soaked.rss_growth_pct,
+        "overload_offered_factor": over.offered_factor,
+        "overload_other_errors": over.other_errors,
+        "overload_p99_ms_rejected": over.p99_ms_rejected,
     }
-    notes.extend(_notes(result.unclear, broken.reason, over.offered_per_s,
-                        over.saturation_per_s, options.quick))
+    notes.extend(_notes(result.unclear, broken.reason, over, options.quick))
     run_name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report = ReliabilityReport(summary=summary, details=details, corpus=result,
                                defined=defined, notes=notes)
     return write_report(report, options.results_dir, run_name)
 
 
-def _notes(unclear: tuple[object, ...], load_reason: str, offered: float, saturation: float,
+def _notes(unclear: tuple[object, ...], load_reason: str, over: OverloadResult,
            quick: bool) -> list[str]:
     notes = [
-        f"overload offered {offered:.0f} req/s against a measured saturation of "
-        f"{saturation:.0f} req/s (target 4x; the driver shares the CPU with the server)",
+        f"overload ({over.cpu_split}): hey offered {over.offered_per_s:.0f} req/s = "
+        f"{over.offered_factor:.2f}x the measured saturation of {over.saturation_per_s:.0f} "
+        f"req/s (target {over.target_per_s:.0f}; each of the {over.workers} hey workers waits "
+        f"for its answer); {over.rejections} rejected as queue full (p99 "
+        f"{over.p99_ms_rejected} ms); non-200 kinds: {over.error_kinds or 'none'}",
         "stub kill: Triton 2.51's Python backend does not restart a dead stub; "
         "reliability.stub_watchdog.StubWatchdog reloads the model (explicit model control)",
         f"broken model load error: {load_reason[:200]}",
