@@ -45,8 +45,8 @@ def _compiler() -> str:
             return found
     raise NativeBuildError(
         "the BYTES batch guard (a small C library Triton loads as batchstrategy.so) needs a C "
-        "compiler: install gcc (Debian: apt-get install gcc), or give the step "
-        "`dynamic_batching: false`")
+        "compiler: install gcc (Debian: apt-get install gcc), or turn the step's dynamic "
+        "batching off in the spec")
 
 
 def _compiler_version(compiler: str) -> str:
