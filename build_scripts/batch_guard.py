@@ -17,6 +17,7 @@ import hashlib
 import logging
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import triton_adapters
@@ -49,6 +50,7 @@ def _compiler() -> str:
         "batching off in the spec")
 
 
+@cache
 def _compiler_version(compiler: str) -> str:
     done = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False)
     return done.stdout.splitlines()[0] if done.stdout else compiler
