@@ -7,6 +7,10 @@ steps that take BYTES inputs with dynamic batching therefore get `batchstrategy.
 their model directory, which Triton loads by that name: the malformed request runs alone
 and gets its own INVALID_ARG error, valid requests batch as before.
 
+The guard relies on a queue delay of 0 on those steps (the spec enforces it): with a delay,
+Triton's rate limiter merges separately formed batches at execution, and a pass over the
+queue may include requests that only join the batch on a later pass.
+
 Source: `triton_adapters/native/bytes_batch_guard.c`; the compiled library is cached by
 the hash of the source and the compiler's version.
 """

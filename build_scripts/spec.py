@@ -407,11 +407,12 @@ def _name(r: _Reader, key: str = "name") -> str:
     return str(name)
 
 
-def _dynamic_batching(r: _Reader, max_batch_size: int) -> DynamicBatching | None:
+def _dynamic_batching(r: _Reader, max_batch_size: int,
+                      default_delay_us: int) -> DynamicBatching | None:
     if r.node is False:
         return None
     if r.node is None or r.node is True:
-        return DynamicBatching()
+        return DynamicBatching(max_queue_delay_us=default_delay_us)
     r.mapping({"preferred_batch_sizes", "max_queue_delay_us", "max_queue_size",
                "queue_timeout_us", "timeout_action"})
     preferred = r.int_list("preferred_batch_sizes", minimum=1)
@@ -423,14 +424,14 @@ def _dynamic_batching(r: _Reader, max_batch_size: int) -> DynamicBatching | None
             )
     return DynamicBatching(
         preferred_batch_sizes=preferred,
-        max_queue_delay_us=r.integer("max_queue_delay_us", 100, minimum=0),
+        max_queue_delay_us=r.integer("max_queue_delay_us", default_delay_us, minimum=0),
         max_queue_size=r.integer("max_queue_size", 256, minimum=1),
         queue_timeout_us=r.integer("queue_timeout_us", 0, minimum=0),
         timeout_action=r.enum("timeout_action", QueueTimeoutAction, QueueTimeoutAction.REJECT),
     )
 
 
-def _serving(r: _Reader) -> ServingOptions:
+def _serving(r: _Reader, default_delay_us: int = 100) -> ServingOptions:
     max_batch_size = r.integer("max_batch_size", required=True, minimum=0)
     db_reader = r.child("dynamic_batching")
     if max_batch_size == 0 and r.has("dynamic_batching") and db_reader.node is not False:
@@ -459,8 +460,8 @@ def _serving(r: _Reader) -> ServingOptions:
         )
     return ServingOptions(
         max_batch_size=max_batch_size,
-        dynamic_batching=None if max_batch_size == 0 else _dynamic_batching(db_reader,
-                                                                          max_batch_size),
+        dynamic_batching=None if max_batch_size == 0 else _dynamic_batching(
+            db_reader, max_batch_size, default_delay_us),
         instance_group=instance_group,
         version=r.integer("version", 1, minimum=1),
         version_policy=version_policy,
@@ -597,12 +598,24 @@ def _python_step(r: _Reader) -> PythonStepSpec:
     function = r.string("function", required=True)
     if not FUNCTION_PATTERN.match(function):
         raise r.fail(f"{function!r} must look like 'package.module:function'", "function")
+    inputs = _tensors(r, "inputs")
+    takes_bytes = any(t.dtype is DataType.BYTES for t in inputs)
+    # BYTES inputs: no queue delay, so the BYTES batch guard can keep a malformed request
+    # out of valid requests' batches (see build_scripts/batch_guard.py).
+    serving = _serving(r, default_delay_us=0 if takes_bytes else 100)
+    batching = serving.dynamic_batching
+    if takes_bytes and batching is not None and batching.max_queue_delay_us > 0:
+        raise r.child("dynamic_batching").fail(
+            "must be 0 for a Python step with BYTES inputs: with a queue delay, Triton merges "
+            "separately formed batches, so one request with malformed BYTES framing could "
+            "fail the valid requests batched with it (leave the delay out: it defaults to 0 "
+            "here)", "max_queue_delay_us")
     return PythonStepSpec(
         name=_name(r),
         function=function,
-        inputs=_tensors(r, "inputs"),
+        inputs=inputs,
         outputs=_tensors(r, "outputs"),
-        serving=_serving(r),
+        serving=serving,
     )
 
 

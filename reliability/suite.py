@@ -1,8 +1,9 @@
 """Everything `make reliability` runs, in order, on real local Tritons:
 
 1. build models.yaml for the local target;
-2. main server (no dynamic loading): bad-input corpus and the defined-result edge cases
-   (empty and very long text, images without objects) over HTTP and gRPC, overload, soak;
+2. main server (no dynamic loading): bad-input corpus, malformed BYTES under sustained
+   valid load, and the defined-result edge cases (empty and very long text, images without
+   objects) over HTTP and gRPC, overload, soak;
 3. a second server with explicit model control: stub kill (with `StubWatchdog`), version
    swap, a model that fails to load;
 4. server restarts (SIGTERM and SIGKILL) under clients that retry: nothing lost silently;
@@ -21,9 +22,10 @@ from pathlib import Path
 from build_scripts.builder import build_repository
 from build_scripts.local_server.local_triton import LocalTriton
 from build_scripts.spec import Target, load_spec
-from reliability.corpus import corpus
+from reliability.corpus import BadInputCase, corpus
 from reliability.corpus_runner import CorpusRunner
 from reliability.defined_results import defined_result_cases, run_defined_cases
+from reliability.malformed_under_load import MixedLoadResult, malformed_under_load
 from reliability.overload import OverloadResult, overload
 from reliability.report import ReliabilityReport, write_report
 from reliability.safe_defaults import loopback_problems, scan_unsafe_loading
@@ -31,9 +33,9 @@ from reliability.server_restart import StopMode, restart_under_load
 from reliability.soak import soak
 from reliability.stub_kill import kill_stub_under_load
 from reliability.stub_watchdog import StubWatchdog
-from reliability.targets import load_targets
+from reliability.targets import ModelTarget, load_targets
 from reliability.version_swap import load_broken_model, swap_versions_under_load
-from reliability.wire import WireClient
+from reliability.wire import Protocol, WireClient
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def run_suite(options: SuiteOptions) -> Path:
             finally:
                 runner.close()
             defined = run_defined_cases(client, defined_result_cases(targets))
+        mixed = _malformed_under_load(server, targets, corpus(targets),
+                                      seconds=3.0 if options.quick else 8.0)
         log.info("overload")
         over = overload(server, overload_s=4.0 if options.quick else 8.0)
         log.info("soak: %d requests at concurrency %d", options.soak_requests,
@@ -93,8 +97,8 @@ def run_suite(options: SuiteOptions) -> Path:
     unsafe = scan_unsafe_loading(PROJECT_ROOT)
     loopback = loopback_problems()
     details.update({
-        "corpus": result, "defined_results": defined, "overload": over, "soak": soaked,
-        "stub_kill": killed,
+        "corpus": result, "malformed_under_load": mixed, "defined_results": defined,
+        "overload": over, "soak": soaked, "stub_kill": killed,
         "stub_watchdog_reloads": watchdog.reloads, "version_swap": swapped,
         "load_failure": broken, "server_restart": restarts, "unsafe_loading": unsafe,
         "loopback_problems": loopback,
@@ -105,7 +109,9 @@ def run_suite(options: SuiteOptions) -> Path:
         "bad_input_cases": result.cases,
         "bad_input_clear_errors": result.clear_errors,
         "server_crashes": result.server_crashes + int(crashed),
-        "collateral_failures": result.collateral_failures,
+        "collateral_failures": result.collateral_failures + sum(m.valid_failed for m in mixed),
+        "malformed_under_load_valid_requests": sum(m.valid_sent for m in mixed),
+        "malformed_under_load_valid_failed": sum(m.valid_failed for m in mixed),
         "defined_result_cases": len(defined),
         "defined_result_passed": sum(o.passed for o in defined),
         "stub_kill_recovered": int(killed.recovered and killed.wrong_answers == 0),
@@ -128,6 +134,18 @@ def run_suite(options: SuiteOptions) -> Path:
     report = ReliabilityReport(summary=summary, details=details, corpus=result,
                                defined=defined, notes=notes)
     return write_report(report, options.results_dir, run_name)
+
+
+def _malformed_under_load(server: LocalTriton, targets: tuple[ModelTarget, ...],
+                          cases: list[BadInputCase], *, seconds: float) -> list[MixedLoadResult]:
+    """Every model with a BYTES input (steps and ensembles), over both protocols."""
+    by_name = {t.name: t for t in targets}
+    chosen = [c for c in cases if c.case == "bytes_length_prefix_too_long"]
+    log.info("malformed BYTES under load: %d models x 2 protocols, %.0f s each",
+             len(chosen), seconds)
+    return [malformed_under_load(server.urls.http, server.urls.grpc, by_name[c.model], c,
+                                 protocol, seconds=seconds)
+            for c in chosen for protocol in Protocol]
 
 
 def _notes(unclear: tuple[object, ...], load_reason: str, over: OverloadResult,

@@ -10,6 +10,19 @@
  *
  * Triton loads it as `batchstrategy.so` from the model directory (the builder puts it there).
  * Only the C ABI of tritonbackend.h is used; the symbols resolve against the server at load.
+ *
+ * How the dynamic batcher drives it (Triton 2.51 core, dynamic_batch_scheduler.cc):
+ *  - A payload is the batch one model instance executes. ModelBatchInitialize is called with
+ *    the payload's user-pointer slot when the payload is created AND every time the batcher
+ *    rescans its queue for the same payload (with no request timeouts the queue cursor is
+ *    invalid on every pass), including passes that grow a payload already handed to the rate
+ *    limiter but not yet executing. So a fresh per-pass state cannot know what the payload
+ *    already holds; the state lives per model instead and is keyed by the payload's slot.
+ *    A new payload never reuses the current payload's slot (the batcher still holds it).
+ *  - With max_queue_delay_microseconds 0 (the builder requires it for guarded steps) every
+ *    request a pass includes goes into the payload in that pass, so "included" means "in
+ *    the payload". A queue delay would break that, and would also let the rate limiter merge
+ *    unsaturated payloads into one execution, mixing a malformed request back in.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -38,9 +51,61 @@ extern TRITONSERVER_Error* TRITONBACKEND_InputBuffer(
 extern void TRITONSERVER_ErrorDelete(TRITONSERVER_Error* error);
 
 typedef struct {
-  uint32_t included;  /* requests in the batch being formed */
-  bool isolated;      /* the batch holds a malformed request: take no other */
-} BatchState;
+  void** payload;       /* the payload (its user-pointer slot) the flags describe */
+  bool holds_valid;     /* it holds a request with well-formed BYTES framing */
+  bool holds_malformed; /* it holds a request with malformed BYTES framing */
+} PayloadContents;
+
+typedef struct TRITONSERVER_Message TRITONSERVER_Message;
+extern TRITONSERVER_Error* TRITONSERVER_ErrorNew(int code, const char* msg);
+extern TRITONSERVER_Error* TRITONBACKEND_ModelConfig(
+    TRITONBACKEND_Model* model, const uint32_t config_version, TRITONSERVER_Message** config);
+extern TRITONSERVER_Error* TRITONSERVER_MessageSerializeToJson(
+    TRITONSERVER_Message* message, const char** base, size_t* byte_size);
+extern TRITONSERVER_Error* TRITONSERVER_MessageDelete(TRITONSERVER_Message* message);
+enum { GUARD_ERROR_INTERNAL = 1, GUARD_ERROR_INVALID_ARG = 3 };  /* TRITONSERVER_ERROR_* */
+
+/* The dynamic batcher's max_queue_delay_microseconds from the model's configuration
+ * (0 when absent); -1 when the configuration cannot be read. */
+static long long
+queue_delay_us(TRITONBACKEND_Model* model)
+{
+  TRITONSERVER_Message* config = NULL;
+  TRITONSERVER_Error* err = TRITONBACKEND_ModelConfig(model, 1, &config);
+  if (err != NULL) {
+    TRITONSERVER_ErrorDelete(err);
+    return -1;
+  }
+  const char* json = NULL;
+  size_t size = 0;
+  long long delay = -1;
+  err = TRITONSERVER_MessageSerializeToJson(config, &json, &size);
+  if (err != NULL) {
+    TRITONSERVER_ErrorDelete(err);
+  } else {
+    char* text = malloc(size + 1);
+    if (text != NULL) {
+      memcpy(text, json, size);
+      text[size] = '\0';
+      delay = 0;
+      const char* batching = strstr(text, "\"dynamic_batching\"");
+      const char* key = batching ? strstr(batching, "\"max_queue_delay_microseconds\"") : NULL;
+      if (key != NULL) {
+        key += strlen("\"max_queue_delay_microseconds\"");
+        while (*key == ' ' || *key == ':' || *key == '"') {
+          ++key;
+        }
+        delay = strtoll(key, NULL, 10);
+      }
+      free(text);
+    }
+  }
+  err = TRITONSERVER_MessageDelete(config);
+  if (err != NULL) {
+    TRITONSERVER_ErrorDelete(err);
+  }
+  return delay;
+}
 
 /* Whether `data` holds exactly `elements` length-prefixed strings and nothing else. */
 static bool
@@ -141,59 +206,80 @@ request_ok(TRITONBACKEND_Request* request)
   return true;
 }
 
+/* Refuses a model whose queue delay is not 0: there the guard's bookkeeping does not hold
+ * (see the top of this file), and a clear load error beats a stalled or mixed batch. */
 TRITONSERVER_Error*
 TRITONBACKEND_ModelBatcherInitialize(TRITONBACKEND_Batcher** batcher, TRITONBACKEND_Model* model)
 {
-  (void)model;
   *batcher = NULL;
+  long long delay = queue_delay_us(model);
+  if (delay != 0) {
+    return TRITONSERVER_ErrorNew(
+        GUARD_ERROR_INVALID_ARG,
+        delay < 0 ? "BYTES batch guard (batchstrategy.so): cannot read the model configuration"
+                  : "BYTES batch guard (batchstrategy.so) needs dynamic_batching "
+                    "max_queue_delay_microseconds 0: with a queue delay Triton merges "
+                    "separately formed batches, so a request with malformed BYTES framing "
+                    "could fail the valid requests batched with it");
+  }
+  *batcher = calloc(1, sizeof(PayloadContents));
+  if (*batcher == NULL) {
+    return TRITONSERVER_ErrorNew(GUARD_ERROR_INTERNAL, "BYTES batch guard: out of memory");
+  }
   return NULL;
 }
 
 TRITONSERVER_Error*
 TRITONBACKEND_ModelBatcherFinalize(TRITONBACKEND_Batcher* batcher)
 {
-  (void)batcher;
+  free(batcher);
   return NULL;
 }
 
+/* A pass over the queue begins. A payload not seen before starts empty; the same payload
+ * again (a rescan, or a pass growing it) keeps what it already holds. */
 TRITONSERVER_Error*
 TRITONBACKEND_ModelBatchInitialize(const TRITONBACKEND_Batcher* batcher, void** userp)
 {
-  (void)batcher;
-  *userp = calloc(1, sizeof(BatchState));
+  PayloadContents* contents = (PayloadContents*)batcher;
+  if (contents->payload != userp) {
+    contents->payload = userp;
+    contents->holds_valid = false;
+    contents->holds_malformed = false;
+  }
+  *userp = contents;
   return NULL;
 }
 
+/* Nothing to release: the state is the model's, freed in ModelBatcherFinalize. */
 TRITONSERVER_Error*
 TRITONBACKEND_ModelBatchFinalize(void* userp)
 {
-  free(userp);
+  (void)userp;
   return NULL;
 }
 
-/* The first request always starts the batch (excluding it would stall the queue); a
- * malformed one then closes the batch, and a malformed one never joins a started batch.
- * Without state (NULL: the batch was already handed to an instance and the batcher is
- * growing it while the instance is busy) nothing joins: the batch may hold a malformed
- * request, and a request left out simply starts the next batch. */
+/* An empty payload takes any request (excluding it would stall the queue). A payload holding
+ * a malformed request takes nothing more; one holding valid requests takes valid ones only.
+ * Without state (NULL: the batcher is growing a payload outside a pass) nothing joins. */
 TRITONSERVER_Error*
 TRITONBACKEND_ModelBatchIncludeRequest(
     TRITONBACKEND_Request* request, void* userp, bool* should_include)
 {
-  BatchState* state = (BatchState*)userp;
-  if (state == NULL) {
+  PayloadContents* contents = (PayloadContents*)userp;
+  if (contents == NULL) {
     *should_include = false;
     return NULL;
   }
   bool ok = request_ok(request);
-  if (state->included == 0) {
+  if (!contents->holds_valid && !contents->holds_malformed) {
     *should_include = true;
-    state->isolated = !ok;
   } else {
-    *should_include = ok && !state->isolated;
+    *should_include = ok && !contents->holds_malformed;
   }
   if (*should_include) {
-    state->included += 1;
+    contents->holds_valid |= ok;
+    contents->holds_malformed |= !ok;
   }
   return NULL;
 }

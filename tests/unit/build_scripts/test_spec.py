@@ -178,3 +178,29 @@ def test_example_spec_loads() -> None:
         "digits_classifier",
         "digits_postprocess",
     ]
+
+
+BYTES_STEP = """
+python_steps:
+  - name: pre
+    function: processing.steps:preprocess_images
+    max_batch_size: 4
+    inputs: [{name: IMAGE, dtype: BYTES, dims: [1]}]
+    outputs: [{name: PIXELS, dtype: FP32, dims: [1, 8, 8]}]
+"""
+
+
+def test_bytes_input_steps_batch_without_queue_delay() -> None:
+    (step,) = parse(BYTES_STEP).python_steps
+    assert step.serving.dynamic_batching is not None
+    assert step.serving.dynamic_batching.max_queue_delay_us == 0
+    numeric = BYTES_STEP.replace("dtype: BYTES", "dtype: FP32")
+    (step,) = parse(numeric).python_steps
+    assert step.serving.dynamic_batching is not None
+    assert step.serving.dynamic_batching.max_queue_delay_us == 100
+
+
+def test_bytes_input_step_with_queue_delay_is_rejected() -> None:
+    message = error_of(BYTES_STEP + "    dynamic_batching: {max_queue_delay_us: 100}\n")
+    assert "python_steps[0].dynamic_batching.max_queue_delay_us: must be 0" in message
+    assert "malformed BYTES framing" in message
