@@ -108,7 +108,7 @@ class DynamicBatching:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_delay_us: int = 100
     # Default queue policy: a bounded queue, and requests that wait too long are rejected.
-    max_queue_size: int = 256
+    max_queue_size: int = 128
     queue_timeout_us: int = 0  # 0: no server-side timeout; clients may set one per request
     timeout_action: QueueTimeoutAction = QueueTimeoutAction.REJECT
 
@@ -425,7 +425,7 @@ def _dynamic_batching(r: _Reader, max_batch_size: int,
     return DynamicBatching(
         preferred_batch_sizes=preferred,
         max_queue_delay_us=r.integer("max_queue_delay_us", default_delay_us, minimum=0),
-        max_queue_size=r.integer("max_queue_size", 256, minimum=1),
+        max_queue_size=r.integer("max_queue_size", 128, minimum=1),
         queue_timeout_us=r.integer("queue_timeout_us", 0, minimum=0),
         timeout_action=r.enum("timeout_action", QueueTimeoutAction, QueueTimeoutAction.REJECT),
     )

@@ -42,7 +42,7 @@ def test_minimal_spec_gets_defaults() -> None:
     assert model.max_batch_size == 8
     assert model.precision is Precision.FP32
     assert model.serving.dynamic_batching is not None
-    assert model.serving.dynamic_batching.max_queue_size == 256
+    assert model.serving.dynamic_batching.max_queue_size == 128
     assert model.serving.instance_group.kind is InstanceKind.AUTO
     assert model.onnx == SOURCE.resolve().parent / "clf.onnx"
     assert len(spec.sha256) == 64
