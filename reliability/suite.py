@@ -84,7 +84,8 @@ def run_suite(options: SuiteOptions) -> Path:
     with LocalTriton(explicit_repo, log_path=log_dir / "explicit.log", startup_timeout_s=300,
                      model_control="explicit", load_models=["digits"]) as server:
         # The kill first: after a swap, the watchdog's reload of the killed step did not
-        # recover within the window (seen twice); the swap reports any stub still dead.
+        # recover within the window (seen twice; a later run in that order recovered in
+        # 2.0 s, cause unknown); the swap reports any stub still dead.
         with StubWatchdog(server, ["digits_preprocess", "digits_classifier",
                                    "digits_postprocess"]) as watchdog:
             killed = kill_stub_under_load(server)
