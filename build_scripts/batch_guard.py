@@ -27,7 +27,7 @@ from pathlib import Path
 import triton_adapters
 from build_scripts.artifact_cache import ArtifactCache
 from build_scripts.errors import NativeBuildError
-from build_scripts.spec import DataType, PythonStepSpec
+from build_scripts.spec import PythonStepSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ COMPILE_FLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC")
 def needs_batch_guard(step: PythonStepSpec) -> bool:
     """A batched Python step with dynamic batching and at least one BYTES input."""
     return (step.serving.max_batch_size > 0 and step.serving.dynamic_batching is not None
-            and any(t.dtype is DataType.BYTES for t in step.inputs))
+            and step.takes_bytes)
 
 
 def _compiler() -> str:

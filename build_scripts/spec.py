@@ -103,12 +103,19 @@ class QueueTimeoutAction(str, Enum):
     DELAY = "delay"  # keep it, behind every request that has not timed out
 
 
+DEFAULT_QUEUE_DELAY_US = 100
+# Python steps with BYTES inputs: the BYTES batch guard needs batches formed without delay
+# (see build_scripts/batch_guard.py).
+BYTES_STEP_QUEUE_DELAY_US = 0
+DEFAULT_MAX_QUEUE_SIZE = 128
+
+
 @dataclass(frozen=True, kw_only=True)
 class DynamicBatching:
     preferred_batch_sizes: tuple[int, ...] = ()
-    max_queue_delay_us: int = 100
+    max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
     # Default queue policy: a bounded queue, and requests that wait too long are rejected.
-    max_queue_size: int = 128
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     queue_timeout_us: int = 0  # 0: no server-side timeout; clients may set one per request
     timeout_action: QueueTimeoutAction = QueueTimeoutAction.REJECT
 
@@ -211,6 +218,14 @@ class PythonStepSpec:
     @property
     def max_batch_size(self) -> int:
         return self.serving.max_batch_size
+
+    @property
+    def takes_bytes(self) -> bool:
+        return has_bytes(self.inputs)
+
+
+def has_bytes(tensors: tuple[TensorSpec, ...]) -> bool:
+    return any(t.dtype is DataType.BYTES for t in tensors)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -425,13 +440,13 @@ def _dynamic_batching(r: _Reader, max_batch_size: int,
     return DynamicBatching(
         preferred_batch_sizes=preferred,
         max_queue_delay_us=r.integer("max_queue_delay_us", default_delay_us, minimum=0),
-        max_queue_size=r.integer("max_queue_size", 128, minimum=1),
+        max_queue_size=r.integer("max_queue_size", DEFAULT_MAX_QUEUE_SIZE, minimum=1),
         queue_timeout_us=r.integer("queue_timeout_us", 0, minimum=0),
         timeout_action=r.enum("timeout_action", QueueTimeoutAction, QueueTimeoutAction.REJECT),
     )
 
 
-def _serving(r: _Reader, default_delay_us: int = 100) -> ServingOptions:
+def _serving(r: _Reader, default_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> ServingOptions:
     max_batch_size = r.integer("max_batch_size", required=True, minimum=0)
     db_reader = r.child("dynamic_batching")
     if max_batch_size == 0 and r.has("dynamic_batching") and db_reader.node is not False:
@@ -599,12 +614,11 @@ def _python_step(r: _Reader) -> PythonStepSpec:
     if not FUNCTION_PATTERN.match(function):
         raise r.fail(f"{function!r} must look like 'package.module:function'", "function")
     inputs = _tensors(r, "inputs")
-    takes_bytes = any(t.dtype is DataType.BYTES for t in inputs)
-    # BYTES inputs: no queue delay, so the BYTES batch guard can keep a malformed request
-    # out of valid requests' batches (see build_scripts/batch_guard.py).
-    serving = _serving(r, default_delay_us=0 if takes_bytes else 100)
+    bytes_inputs = has_bytes(inputs)
+    serving = _serving(r, default_delay_us=BYTES_STEP_QUEUE_DELAY_US if bytes_inputs
+                       else DEFAULT_QUEUE_DELAY_US)
     batching = serving.dynamic_batching
-    if takes_bytes and batching is not None and batching.max_queue_delay_us > 0:
+    if bytes_inputs and batching and batching.max_queue_delay_us != BYTES_STEP_QUEUE_DELAY_US:
         raise r.child("dynamic_batching").fail(
             "must be 0 for a Python step with BYTES inputs: with a queue delay, Triton merges "
             "separately formed batches, so one request with malformed BYTES framing could "
