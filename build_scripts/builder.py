@@ -45,6 +45,7 @@ from build_scripts.manifest import (
     ArtifactKind,
     GpuInfo,
     Manifest,
+    relative_to,
     sha256_file,
     write_manifest,
 )
@@ -57,6 +58,8 @@ from build_scripts.onnx_inspect import (
 from build_scripts.path_safety import check_external_data
 from build_scripts.path_safety import model_dir as model_dir_in
 from build_scripts.pipeline_wiring import ensemble_config
+from build_scripts.plan_profiles import check_within, fed_axis_bounds
+from build_scripts.plan_recipe import PlanRecipe, plan_recipe, write_recipe
 from build_scripts.precision import transform_precision
 from build_scripts.samples import load_samples
 from build_scripts.spec import (
@@ -68,6 +71,7 @@ from build_scripts.spec import (
     Target,
 )
 from build_scripts.targets import resolve_target
+from build_scripts.tensorrt_plan import PlanOptions, plan_options
 from build_scripts.toolchain import cache_key, tool_versions
 
 log = logging.getLogger(__name__)
@@ -122,8 +126,9 @@ def _staging(out: Path) -> Iterator[Path]:
 
 class _RepositoryBuilder:
     def __init__(self, spec: BuildSpec, target: Target, root: Path, cache: ArtifactCache,
-                 *, skip_plans: bool, on_step: STEP_CALLBACK) -> None:
+                 *, skip_plans: bool, on_step: STEP_CALLBACK, nominal_out: Path) -> None:
         self.spec = spec
+        self.nominal_out = nominal_out
         self.target = target
         self.root = root
         self.cache = cache
@@ -182,7 +187,7 @@ class _RepositoryBuilder:
         return Manifest(
             artifact=artifact.name, kind=ArtifactKind.ONNX,
             artifact_sha256=sha256_file(artifact),
-            source_onnx=_relative(model.onnx, self.spec.base_dir),
+            source_onnx=relative_to(model.onnx, self.spec.base_dir),
             source_onnx_sha256=info.sha256, spec_sha256=self.spec.sha256,
             precision=model.precision.value,
             tools={k: v for k, v in tool_versions().items()
@@ -192,13 +197,18 @@ class _RepositoryBuilder:
             built_at=_now(), build_seconds=round(seconds, 3),
         )
 
+    def _plan_options(self, model: ModelSpec, info: OnnxModelInfo,
+                      timing_cache: Path | None = None) -> PlanOptions:
+        fed = fed_axis_bounds(self.spec, model.name, [t.name for t in info.inputs])
+        return plan_options(model, info, timing_cache=timing_cache, fed=fed)
+
     def _plan(self, model: ModelSpec, info: OnnxModelInfo, onnx_path: Path,
-              report: AccuracyReport | None) -> tuple[Path, bool]:
+              report: AccuracyReport | None, recipe: PlanRecipe) -> tuple[Path, bool]:
         from build_scripts import tensorrt_plan as trt  # noqa: PLC0415
 
         env = trt.probe_tensorrt()
         timing_cache = trt.timing_cache_path(self.cache.root / "timing", env)
-        options = trt.plan_options(model, info, timing_cache=timing_cache)
+        options = self._plan_options(model, info, timing_cache)
         key = cache_key("plan", sha256_file(onnx_path), options.as_dict(), asdict(env),
                         tool_versions())
 
@@ -209,9 +219,10 @@ class _RepositoryBuilder:
             manifest = Manifest(
                 artifact="model.plan", kind=ArtifactKind.TENSORRT_PLAN,
                 artifact_sha256=sha256_file(plan),
-                source_onnx=_relative(model.onnx, self.spec.base_dir),
+                source_onnx=recipe.source_onnx,
                 source_onnx_sha256=info.sha256, spec_sha256=self.spec.sha256,
                 precision=model.precision.value,
+                parsed_onnx=recipe.parsed_onnx, parsed_onnx_sha256=sha256_file(onnx_path),
                 profiles=tuple(p for p in options.as_dict()["profiles"]),
                 tools={**tool_versions(), "tensorrt": env.tensorrt_version,
                        "cuda": env.cuda_version or "unknown"},
@@ -219,7 +230,7 @@ class _RepositoryBuilder:
                 options=options.as_dict(),
                 accuracy=report.to_dict() if report else None,
                 built_at=_now(), build_seconds=round(time.monotonic() - started, 3),
-                reproduce=trt.trtexec_command(onnx_path, Path("model.plan"), options),
+                reproduce=recipe.trtexec_command,
                 server_flags=trt.server_flags(options),
             )
             write_manifest(manifest, tmp)
@@ -247,6 +258,20 @@ class _RepositoryBuilder:
                                       file_name=file_name))
         return inputs
 
+    def _check_warmup(self, model: ModelSpec, info: OnnxModelInfo, options: PlanOptions) -> None:
+        """Warmup requests must fit a profile, or the plan's model fails to load."""
+        if model.warmup is None:
+            return
+        samples = load_samples(model.warmup.samples, [t.name for t in info.inputs],
+                               purpose="warmup")
+        batched = model.max_batch_size > 0
+        for tensor in info.inputs:
+            row = samples[tensor.name][0] if batched else samples[tensor.name]
+            shape = ((model.warmup.batch_size, *row.shape) if batched else tuple(row.shape))
+            if not any(p.shapes[tensor.name].covers(shape) for p in options.profiles):
+                check_within(options.profiles[0], tensor.name, shape, model=model.name,
+                             what="warmup")
+
     def build_model(self, model: ModelSpec) -> None:
         self.on_step(f"{model.name}: inspect ONNX")
         started = time.monotonic()
@@ -259,10 +284,15 @@ class _RepositoryBuilder:
         version_dir.mkdir(parents=True)
         artifact: str | None = MODEL_FILES[self.target]
         if self.target is Target.TENSORRT:
+            options = self._plan_options(model, info)
+            recipe = plan_recipe(model, options, spec_path=self.spec.source,
+                                 repository=self.nominal_out)
+            write_recipe(recipe, model_dir)
+            self._check_warmup(model, info, options)
             if self.skip_plans:
                 artifact = None
             else:
-                entry, cached = self._plan(model, info, onnx_path, report)
+                entry, cached = self._plan(model, info, onnx_path, report, recipe)
                 link_or_copy(entry / "model.plan", version_dir / "model.plan")
                 link_or_copy(entry / MANIFEST_NAME, version_dir / MANIFEST_NAME)
         else:
@@ -338,13 +368,6 @@ def _copy_labels(source: Path, model_dir: Path, name: str) -> None:
     shutil.copyfile(source, model_dir / LABELS_FILE)
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.resolve().relative_to(base.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
@@ -366,12 +389,14 @@ def _report_from_dict(data: dict[str, object]) -> AccuracyReport:
 def build_repository(
     spec: BuildSpec, *, target: Target, out: Path, cache_dir: Path | None = None,
     skip_plans: bool = False, on_step: STEP_CALLBACK | None = None, remember: bool = True,
+    nominal_out: Path | None = None,
 ) -> BuildResult:
     """Build the repository for `spec` into `out` (replaced atomically when done).
 
     `skip_plans` builds everything of the `tensorrt` target except the plan binaries and
     their manifests (used by `build --check` on machines without TensorRT). `remember=False`
-    keeps no stamp (for throw-away outputs).
+    keeps no stamp (for throw-away outputs). `nominal_out` is the repository path that plan
+    recipes name (default `out`; `build --check` builds elsewhere but names the checked one).
     """
     started = time.monotonic()
     resolved = resolve_target(target)
@@ -389,7 +414,8 @@ def build_repository(
     step = on_step or (lambda message: log.info("%s", message))
     with _staging(out) as staging:
         builder = _RepositoryBuilder(spec, resolved, staging, ArtifactCache(cache_root),
-                                     skip_plans=skip_plans, on_step=step)
+                                     skip_plans=skip_plans, on_step=step,
+                                     nominal_out=nominal_out or out)
         for model in spec.models:
             builder.build_model(model)
         for python_step in spec.python_steps:

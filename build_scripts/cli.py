@@ -80,10 +80,12 @@ def _build(args: argparse.Namespace) -> int:
 
 def _lint(args: argparse.Namespace) -> int:
     from build_scripts.lint import format_problems, lint_repository  # noqa: PLC0415
+    from build_scripts.plan_compatibility import read_server_flags  # noqa: PLC0415
 
     capabilities = tuple(args.compute_capability) if args.compute_capability else None
+    flags = read_server_flags(args.server_flags) if args.server_flags is not None else None
     problems = lint_repository(args.repository, release=args.release,
-                               compute_capabilities=capabilities)
+                               compute_capabilities=capabilities, server_flags=flags)
     if problems:
         print(format_problems(problems))
         print(f"{len(problems)} problem(s) in {args.repository}", file=sys.stderr)
@@ -127,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
     lint.add_argument("--compute-capability", action="append", default=None, metavar="X.Y",
                       help="a GPU compute capability the deployment declares (repeatable); "
                            "plans built for any other are refused")
+    lint.add_argument("--server-flags", type=Path, default=None, metavar="FILE",
+                      help="the serving tritonserver's flags file (docker/triton-server.flags); "
+                           "plans needing a flag it lacks are refused")
     lint.set_defaults(run=_lint)
 
     serve = sub.add_parser("serve", help="serve a repository with a local tritonserver")

@@ -163,6 +163,12 @@ def model_config(
         if i == 0 and model.serving.labels is not None:
             out.label_filename = LABELS_FILE
     _common(config, model.serving, target, parameters)
+    profiles = 1 + len(model.tensorrt.extra_profile_batch_sizes)
+    if target is Target.TENSORRT and profiles > 1:
+        # Triton's TensorRT backend uses profile 0 only, unless the instance group lists them;
+        # it then picks, per batch, the profile that fits it best.
+        for group in config.instance_group:
+            group.profile.extend(str(i) for i in range(profiles))
     if target is Target.TENSORRT and model.tensorrt.cuda_graphs:
         config.optimization.cuda.graphs = True
     if target is Target.ONNXRUNTIME and model.onnxruntime.tensorrt_accelerator:

@@ -17,8 +17,12 @@ repository itself does not exist. Rules (layout rules follow Triton's model_repo
   dims [1] with an empty reshape);
 - label files (`label_filename`) and warmup data files (`warmup/<input_data_file>`) exist;
 - ensembles are wired correctly (`build_scripts.ensemble_check.validate_ensemble`);
-- with `release`: every TensorRT plan has a build manifest whose TensorRT version matches the
-  release's (major.minor.patch), because a plan loads only on the TensorRT that built it;
+- with `release`: every TensorRT plan has a build manifest whose TensorRT version the release's
+  TensorRT loads: the same major.minor.patch, or for a version-compatible plan an older build
+  of a supported major (`plan_compatibility.plan_loads_on`);
+- with `server_flags` (the serving container's flags, docker/triton-server.flags): every flag a
+  plan's manifest says it needs (a version-compatible plan needs
+  `--backend-config=tensorrt,version-compatible=true`) is among them;
 - with `compute_capabilities` (the GPU architectures the deployment declares, e.g. ("9.0",)):
   every plan's manifest records one of them, because a plan runs only on the GPU architecture
   it was built for.
@@ -40,6 +44,7 @@ from build_scripts.config_io import CONFIG_NAME, parse_config
 from build_scripts.ensemble_check import ENSEMBLE_PLATFORM, validate_ensemble
 from build_scripts.errors import BuildError, ConfigError
 from build_scripts.manifest import MANIFEST_NAME, Manifest, read_manifest
+from build_scripts.plan_compatibility import plan_loads_on
 from triton_adapters import parameters as parameter_names
 
 log = logging.getLogger(__name__)
@@ -132,10 +137,12 @@ class _Linter:
         root: Path,
         release: releases.Release | None,
         compute_capabilities: tuple[str, ...] | None = None,
+        server_flags: tuple[str, ...] | None = None,
     ) -> None:
         self.root = root
         self.release = release
         self.compute_capabilities = compute_capabilities
+        self.server_flags = server_flags
         self.problems: list[LintProblem] = []
 
     def add(self, path: Path, message: str) -> None:
@@ -168,7 +175,9 @@ class _Linter:
             if kind is ModelKind.ENSEMBLE:
                 self._ensemble(model, model.config, configs, unreadable)
             elif kind is ModelKind.TENSORRT and (
-                self.release is not None or self.compute_capabilities is not None
+                self.release is not None
+                or self.compute_capabilities is not None
+                or self.server_flags is not None
             ):
                 self._provenance(model, model.config, self.release)
         self.problems.sort(key=lambda p: (str(p.path), p.message))
@@ -351,8 +360,10 @@ class _Linter:
     ) -> None:
         if release is not None:
             wanted = f"release {release.name} serves TensorRT {release.tensorrt}"
-        else:
+        elif self.compute_capabilities is not None:
             wanted = f"the deployment declares compute capabilities {self.compute_capabilities}"
+        else:
+            wanted = "the server flags it needs cannot be checked"
         for version in model.versions:
             plans = [version / f for f in model_files(config) if (version / f).is_file()]
             if not plans:
@@ -372,27 +383,44 @@ class _Linter:
                 self.add(manifest_path, f"not a valid build manifest ({e.__cause__ or e})")
                 continue
             self._architecture(version, manifest)
+            self._flags(version, manifest)
             if release is None:
                 continue
             built = manifest.tools.get("tensorrt", "")
             if not built:
                 self.add(manifest_path, f"records no TensorRT version (tools.tensorrt); {wanted}")
                 continue
+            compatible = manifest.options.get("version_compatible") is True
             try:
-                matches = releases.version_triplet(built) == releases.version_triplet(
-                    release.tensorrt
-                )
+                loads = plan_loads_on(built, release.tensorrt, version_compatible=compatible)
             except BuildError:
                 self.add(manifest_path, f"TensorRT version {built!r} is not a version number")
                 continue
-            if not matches:
+            if not loads:
                 artifact = version / manifest.artifact if manifest.artifact else manifest_path
+                rule = ("a version-compatible plan loads only on the same or a later TensorRT "
+                        "of a supported major version" if compatible else
+                        "a plan loads only on the TensorRT version that built it "
+                        "(major.minor.patch must match; Triton reports 'Version tag does not "
+                        "match')")
                 self.add(
                     artifact,
-                    f"built with TensorRT {built}, but {wanted}; a plan loads only on the "
-                    "TensorRT version that built it (major.minor.patch must match; Triton "
-                    "reports 'Version tag does not match'). Rebuild it in "
+                    f"built with TensorRT {built}, but {wanted}; {rule}. Rebuild it in "
                     f"{release.tensorrt_image}",
+                )
+
+    def _flags(self, version: Path, manifest: Manifest) -> None:
+        """Every tritonserver flag the plan needs is set where it is served."""
+        if self.server_flags is None:
+            return
+        artifact = version / manifest.artifact if manifest.artifact else version / MANIFEST_NAME
+        for flag in manifest.server_flags:
+            if flag not in self.server_flags:
+                self.add(
+                    artifact,
+                    f"needs the tritonserver flag {flag} (its manifest says so), which the "
+                    "server flags do not set; add it to the serving flags "
+                    "(docker/triton-server.flags), or the plan fails to load",
                 )
 
     def _architecture(self, version: Path, manifest: Manifest) -> None:
@@ -422,14 +450,16 @@ def lint_repository(
     *,
     release: str | None = None,
     compute_capabilities: Sequence[str] | None = None,
+    server_flags: Sequence[str] | None = None,
 ) -> list[LintProblem]:
     """Every problem of the model repository at `root`, sorted by path.
 
     `compute_capabilities` ("9.0", "8.9", ...) are the GPU architectures the deployment
     declares (docker/versions.env GPU_COMPUTE_CAPABILITIES); plans built for another one are
-    reported. Raises `BuildError` only when `root` does not exist, `release` is not a known
-    release or a compute capability is not `major.minor`; problems inside the repository are
-    returned, never raised.
+    reported. `server_flags` are the flags the serving tritonserver runs with; a plan whose
+    manifest needs another one is reported. Raises `BuildError` only when `root` does not
+    exist, `release` is not a known release or a compute capability is not `major.minor`;
+    problems inside the repository are returned, never raised.
     """
     root = Path(root)
     if not root.exists():
@@ -443,7 +473,8 @@ def lint_repository(
             raise BuildError(
                 f"compute capabilities must be major.minor numbers such as 9.0, got {bad or '[]'}"
             )
-    return _Linter(root, target, declared).run()
+    flags = tuple(server_flags) if server_flags is not None else None
+    return _Linter(root, target, declared, flags).run()
 
 
 def format_problems(problems: Iterable[LintProblem]) -> str:

@@ -33,10 +33,14 @@ class Manifest:
     artifact: str  # file name inside the version directory, e.g. "model.plan"
     kind: ArtifactKind
     artifact_sha256: str
-    source_onnx: str
+    source_onnx: str  # the spec's fp32 ONNX, relative to the spec's folder
     source_onnx_sha256: str
     spec_sha256: str
     precision: str
+    # the ONNX the artifact was made from (for a plan: the one TensorRT parsed, which is the
+    # fp16/int8 transform of source_onnx for those precisions)
+    parsed_onnx: str = ""
+    parsed_onnx_sha256: str = ""
     profiles: tuple[dict[str, Any], ...] = ()
     tools: dict[str, str] = field(default_factory=dict)  # onnx, onnxruntime, tensorrt, cuda, ...
     gpu: GpuInfo | None = None
@@ -44,13 +48,22 @@ class Manifest:
     accuracy: dict[str, Any] | None = None
     built_at: str = ""  # ISO 8601, UTC
     build_seconds: float = 0.0
-    reproduce: str = ""  # for plans, an equivalent trtexec command line
+    reproduce: str = ""  # for plans, an equivalent trtexec command line (relative paths)
     server_flags: tuple[str, ...] = ()  # flags tritonserver needs to load this artifact
 
     def to_json(self) -> str:
         data = asdict(self)
         data["kind"] = self.kind.value
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def relative_to(path: Path, base: Path) -> str:
+    """`path` relative to `base` when inside it, else its name: provenance never records a
+    path of the machine that built the artifact."""
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.name
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -81,6 +94,8 @@ def read_manifest(path: Path) -> Manifest:
             source_onnx_sha256=data["source_onnx_sha256"],
             spec_sha256=data["spec_sha256"],
             precision=data["precision"],
+            parsed_onnx=data.get("parsed_onnx", ""),
+            parsed_onnx_sha256=data.get("parsed_onnx_sha256", ""),
             profiles=tuple(data.get("profiles", ())),
             tools=dict(data.get("tools", {})),
             gpu=GpuInfo(**gpu) if gpu else None,

@@ -80,7 +80,7 @@ def check_repository(spec: BuildSpec, *, target: Target, repository: Path,
     with tempfile.TemporaryDirectory(prefix="build-check-") as tmp:
         generated = Path(tmp) / "repository"
         build_repository(spec, target=target, out=generated, cache_dir=cache_dir,
-                         skip_plans=ignore_plans, remember=False)
+                         skip_plans=ignore_plans, remember=False, nominal_out=repository)
         diffs = compare_trees(generated, repository, ignore_plans=ignore_plans)
     log.info("check of %s: %d difference(s)", repository, len(diffs))
     return diffs

@@ -128,11 +128,22 @@ class InstanceGroup:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AxisRange:
+    """min/opt/max of one dynamic, non-batch axis of a TensorRT optimization profile."""
+
+    min: int
+    opt: int
+    max: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class TensorRTOptions:
     """Options of the `tensorrt` target. The main profile is min 1, opt, max = max_batch_size."""
 
     opt_batch_size: int | None = None  # default: max_batch_size
     extra_profile_batch_sizes: tuple[tuple[int, int, int], ...] = ()  # (min, opt, max) each
+    # ONNX dim name -> range, for dynamic axes other than batch (default: what the pipeline feeds)
+    dynamic_axes: Mapping[str, AxisRange] = field(default_factory=dict)
     workspace_mib: int = 1024
     builder_optimization_level: int = 3
     version_compatible: bool = False
@@ -493,8 +504,9 @@ _SERVING_KEYS = {"max_batch_size", "dynamic_batching", "instance_group", "versio
 def _tensorrt(r: _Reader, max_batch_size: int) -> TensorRTOptions:
     if r.node is None:
         return TensorRTOptions()
-    r.mapping({"opt_batch_size", "extra_profiles", "workspace_mib", "builder_optimization_level",
-               "version_compatible", "hardware_compatibility", "cuda_graphs"})
+    r.mapping({"opt_batch_size", "extra_profiles", "dynamic_axes", "workspace_mib",
+               "builder_optimization_level", "version_compatible", "hardware_compatibility",
+               "cuda_graphs"})
     upper = max(max_batch_size, 1)
     opt = r.integer("opt_batch_size", None, minimum=1, maximum=upper)
     profiles: list[tuple[int, int, int]] = []
@@ -507,6 +519,7 @@ def _tensorrt(r: _Reader, max_batch_size: int) -> TensorRTOptions:
     return TensorRTOptions(
         opt_batch_size=opt,
         extra_profile_batch_sizes=tuple(profiles),
+        dynamic_axes=_dynamic_axes(r.child("dynamic_axes")),
         workspace_mib=r.integer("workspace_mib", 1024, minimum=1),
         builder_optimization_level=r.integer("builder_optimization_level", 3, minimum=0,
                                              maximum=5),
@@ -515,6 +528,25 @@ def _tensorrt(r: _Reader, max_batch_size: int) -> TensorRTOptions:
                                       HardwareCompatibility.NONE),
         cuda_graphs=r.boolean("cuda_graphs", False),
     )
+
+
+def _dynamic_axes(r: _Reader) -> dict[str, AxisRange]:
+    """`{dim_name: {min, opt, max}}`; a name is the ONNX `dim_param` of a non-batch axis."""
+    if r.node is None:
+        return {}
+    if not isinstance(r.node, dict):
+        raise r.fail("must map ONNX dim names to {min, opt, max}, e.g. "
+                     "{sequence: {min: 1, opt: 128, max: 256}}")
+    axes: dict[str, AxisRange] = {}
+    for name in r.node:
+        if not isinstance(name, str) or not name:
+            raise r.fail(f"{name!r} is not an ONNX dim name")
+        a = r.child(name).mapping({"min", "opt", "max"})
+        lo = a.integer("min", required=True, minimum=1)
+        mid = a.integer("opt", required=True, minimum=lo)
+        hi = a.integer("max", required=True, minimum=mid)
+        axes[name] = AxisRange(min=lo, opt=mid, max=hi)
+    return axes
 
 
 def _onnxruntime(r: _Reader) -> OnnxRuntimeOptions:

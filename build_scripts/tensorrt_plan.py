@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any
 
 from build_scripts.errors import EngineBuildError
 from build_scripts.manifest import GpuInfo
+from build_scripts.plan_profiles import ShapeProfile, derive_profiles
 from build_scripts.spec import HardwareCompatibility, ModelSpec
 
 if TYPE_CHECKING:
-    from build_scripts.onnx_inspect import OnnxModelInfo, OnnxTensor
+    from build_scripts.onnx_inspect import OnnxModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -65,32 +66,6 @@ _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ShapeRange:
-    """min/opt/max of one input, full shapes including the batch axis."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    @property
-    def is_static(self) -> bool:
-        return self.min == self.opt == self.max
-
-    def as_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class ShapeProfile:
-    """One TensorRT optimization profile: input name -> shape range, in ONNX input order."""
-
-    shapes: Mapping[str, ShapeRange]
-
-    def as_dict(self) -> dict[str, dict[str, list[int]]]:
-        return {name: shape_range.as_dict() for name, shape_range in self.shapes.items()}
-
-
-@dataclass(frozen=True, kw_only=True)
 class PlanOptions:
     """Everything that decides how a plan is built (recorded in the manifest)."""
 
@@ -111,72 +86,18 @@ class PlanOptions:
             "tf32": False,
             "version_compatible": self.version_compatible,
             "hardware_compatibility": self.hardware_compatibility.value,
-            "timing_cache": str(self.timing_cache) if self.timing_cache is not None else None,
+            # the file name only: the cache's folder is the build machine's, not the plan's
+            "timing_cache": self.timing_cache.name if self.timing_cache is not None else None,
         }
 
 
-def _static_dims(tensor: OnnxTensor, dims: tuple[int | str, ...], first_axis: int,
-                 model: ModelSpec, info: OnnxModelInfo) -> tuple[int, ...]:
-    """Dims that must be fixed in the ONNX; a symbolic/unknown one cannot be profiled."""
-    fixed: list[int] = []
-    for offset, dim in enumerate(dims):
-        axis = first_axis + offset
-        if isinstance(dim, str) or dim < 1:
-            shown = repr(dim) if isinstance(dim, str) else "unknown (-1)"
-            raise EngineBuildError(
-                f"model {model.name!r} ({info.path.name}): input {tensor.name!r} dim {axis} is "
-                f"{shown}, so no TensorRT optimization profile can be derived for it (only the "
-                "batch axis comes from max_batch_size). Fix the size of that axis in the ONNX "
-                "export (or wait for a spec field for extra dynamic axes)")
-        fixed.append(dim)
-    return tuple(fixed)
-
-
-def _batch_ranges(model: ModelSpec) -> list[tuple[int, int, int]]:
+def plan_options(model: ModelSpec, info: OnnxModelInfo, *, timing_cache: Path | None,
+                 fed: Mapping[str, int] | None = None) -> PlanOptions:
+    """The plan's options: profiles from the spec and the ONNX model (`derive_profiles`; `fed`
+    is what the pipeline feeds each input, `fed_axis_bounds`), the rest from `tensorrt:`."""
     trt_options = model.tensorrt
-    opt = trt_options.opt_batch_size or model.max_batch_size
-    main = (1, opt, model.max_batch_size)
-    return [main, *trt_options.extra_profile_batch_sizes]
-
-
-def plan_options(model: ModelSpec, info: OnnxModelInfo, *,
-                 timing_cache: Path | None) -> PlanOptions:
-    """Derive the plan's options from the spec (batch axis) and the ONNX model (other dims).
-
-    The main profile is batch min 1, opt `tensorrt.opt_batch_size` (default max_batch_size),
-    max `max_batch_size`; `tensorrt.extra_profiles` add one profile each. For an unbatched
-    model (max_batch_size 0) the single profile is the static shape of the ONNX inputs.
-    """
-    trt_options = model.tensorrt
-    profiles: list[ShapeProfile] = []
-    if model.max_batch_size == 0:
-        if trt_options.extra_profile_batch_sizes:
-            raise EngineBuildError(
-                f"model {model.name!r}: tensorrt.extra_profiles need a batch axis, but "
-                "max_batch_size is 0; remove extra_profiles or set max_batch_size")
-        shapes = {}
-        for tensor in info.inputs:
-            dims = _static_dims(tensor, tensor.shape, 0, model, info)
-            shapes[tensor.name] = ShapeRange(min=dims, opt=dims, max=dims)
-        profiles.append(ShapeProfile(shapes=shapes))
-    else:
-        non_batch: dict[str, tuple[int, ...]] = {}
-        for tensor in info.inputs:
-            if not tensor.shape or not (isinstance(tensor.shape[0], str) or tensor.shape[0] == -1):
-                leading = tensor.shape[0] if tensor.shape else "none (scalar)"
-                raise EngineBuildError(
-                    f"model {model.name!r} ({info.path.name}): max_batch_size is "
-                    f"{model.max_batch_size} but input {tensor.name!r} has no dynamic leading "
-                    f"(batch) axis (it is {leading}). Re-export with a dynamic batch axis, or "
-                    "set max_batch_size: 0")
-            non_batch[tensor.name] = _static_dims(tensor, tensor.shape[1:], 1, model, info)
-        for low, opt, high in _batch_ranges(model):
-            profiles.append(ShapeProfile(shapes={
-                name: ShapeRange(min=(low, *dims), opt=(opt, *dims), max=(high, *dims))
-                for name, dims in non_batch.items()
-            }))
     return PlanOptions(
-        profiles=tuple(profiles),
+        profiles=derive_profiles(model, info, fed=fed),
         workspace_bytes=trt_options.workspace_mib * MIB,
         builder_optimization_level=trt_options.builder_optimization_level,
         strongly_typed=True,
@@ -217,24 +138,13 @@ def parse_nvidia_smi_gpus(text: str) -> list[GpuInfo]:
     return gpus
 
 
-def detect_gpu() -> GpuInfo:
-    """The GPU TensorRT will build on: the first visible device, as nvidia-smi reports it.
+_GPU_UUID = re.compile(r"^(GPU|MIG)-[0-9A-Fa-f-]+$")
+# CUDA numbers GPUs fastest first unless told otherwise; nvidia-smi numbers them by PCI bus.
+PCI_BUS_ORDER = "PCI_BUS_ID"
 
-    Honours CUDA_VISIBLE_DEVICES (an index or a GPU UUID); raises EngineBuildError when no
-    NVIDIA GPU is visible.
-    """
-    executable = shutil.which("nvidia-smi")
-    if executable is None:
-        raise EngineBuildError("no NVIDIA GPU is visible: nvidia-smi is not on PATH (run the "
-                               "container with --gpus all)")
-    command = [executable, "--query-gpu=name,compute_cap", "--format=csv,noheader"]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        first = visible.split(",")[0].strip()
-        if not first or first == "-1":
-            raise EngineBuildError(
-                f"no NVIDIA GPU is visible: CUDA_VISIBLE_DEVICES is {visible!r}")
-        command.append(f"--id={first}")
+
+def _nvidia_smi(executable: str, *args: str) -> str:
+    command = [executable, "--query-gpu=name,compute_cap", "--format=csv,noheader", *args]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -243,14 +153,46 @@ def detect_gpu() -> GpuInfo:
         reason = (result.stderr or result.stdout).strip().splitlines()
         raise EngineBuildError("no NVIDIA GPU is visible: nvidia-smi exited with "
                                f"{result.returncode}: {reason[0] if reason else 'no output'}")
-    gpus = parse_nvidia_smi_gpus(result.stdout)
+    return result.stdout
+
+
+def detect_gpu() -> GpuInfo:
+    """The GPU TensorRT will build on (CUDA device 0 of this process), as nvidia-smi reports it.
+
+    CUDA_VISIBLE_DEVICES may name it by UUID (exact) or by index. An index means the same GPU
+    to CUDA and to nvidia-smi only in PCI bus order (CUDA_DEVICE_ORDER=PCI_BUS_ID, which
+    `probe_tensorrt` sets when unset); in CUDA's default fastest-first order an index on a
+    machine with different GPUs is refused. Raises EngineBuildError when no GPU is visible.
+    """
+    executable = shutil.which("nvidia-smi")
+    if executable is None:
+        raise EngineBuildError("no NVIDIA GPU is visible: nvidia-smi is not on PATH (run the "
+                               "container with --gpus all)")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    first = "0" if visible is None else visible.split(",")[0].strip()
+    if not first or first == "-1":
+        raise EngineBuildError(f"no NVIDIA GPU is visible: CUDA_VISIBLE_DEVICES is {visible!r}")
+    if not _GPU_UUID.match(first) and os.environ.get("CUDA_DEVICE_ORDER") != PCI_BUS_ORDER:
+        every = parse_nvidia_smi_gpus(_nvidia_smi(executable))
+        if len(set(every)) > 1:
+            raise EngineBuildError(
+                f"cannot tell which GPU CUDA device {first} is: CUDA numbers GPUs fastest first "
+                "and nvidia-smi by PCI bus, and this machine has different GPUs "
+                f"({', '.join(sorted({g.name for g in every}))}). Set CUDA_DEVICE_ORDER="
+                f"{PCI_BUS_ORDER}, or name the GPU by UUID in CUDA_VISIBLE_DEVICES")
+    gpus = parse_nvidia_smi_gpus(_nvidia_smi(executable, f"--id={first}"))
     if not gpus:
         raise EngineBuildError("no NVIDIA GPU is visible: nvidia-smi lists no GPU")
     return gpus[0]
 
 
 def probe_tensorrt() -> TensorRTEnvironment:
-    """Find TensorRT and the GPU; raises EngineBuildError naming what is missing and the fix."""
+    """Find TensorRT and the GPU; raises EngineBuildError naming what is missing and the fix.
+
+    Sets CUDA_DEVICE_ORDER=PCI_BUS_ID for this process when unset (before CUDA starts), so that
+    a GPU index means the same device to CUDA and to nvidia-smi.
+    """
+    os.environ.setdefault("CUDA_DEVICE_ORDER", PCI_BUS_ORDER)
     missing: list[str] = []
     tensorrt_version: str | None = None
     try:
@@ -346,49 +288,61 @@ def server_flags(options: PlanOptions) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- build
 
 
+def _hardware_level(trt: Any, level: HardwareCompatibility) -> Any:
+    """The tensorrt.HardwareCompatibilityLevel member, or None for TensorRT's default."""
+    name = _TRT_HW_LEVEL.get(level)
+    if name is None:
+        return None
+    member = getattr(trt.HardwareCompatibilityLevel, name, None)
+    if member is None:
+        raise EngineBuildError(
+            f"hardware_compatibility {level.value!r} needs tensorrt.HardwareCompatibilityLevel."
+            f"{name}, which TensorRT {trt.__version__} lacks; choose another level or build in "
+            "the container of a release whose TensorRT has it")
+    return member
+
+
 def build_engine(onnx_path: Path, plan_path: Path, options: PlanOptions) -> Path:
     """Build a strongly typed TensorRT plan from `onnx_path` and write it atomically.
 
-    The plan is saved to a temporary file beside `plan_path` and moved into place, so a failed
-    build never leaves a partial plan. The timing cache (if any) is loaded before and updated
-    after the build. Raises EngineBuildError naming the ONNX file and the reason.
+    TensorRT serializes the plan directly (no engine is deserialized on the way). The bytes go
+    to a temporary file beside `plan_path` and are moved into place, so a failed build never
+    leaves a partial plan. The timing cache (if any) is loaded before and updated after the
+    build. Raises EngineBuildError naming the ONNX file and the reason.
     """
     try:
         trt = importlib.import_module("tensorrt")
+        from polygraphy.backend.common import save_bytes  # noqa: PLC0415
         from polygraphy.backend.trt import (  # noqa: PLC0415  (TensorRT only when building)
             CreateConfig,
             Profile,
-            engine_from_network,
+            engine_bytes_from_network,
             network_from_onnx_path,
-            save_engine,
         )
         from polygraphy.exception import PolygraphyException  # noqa: PLC0415
     except ImportError as e:
         raise EngineBuildError(
             f"cannot build a TensorRT plan from {onnx_path}: {e}. {_CONTAINER_HINT}") from e
 
-    profiles = []
-    for profile in options.profiles:
-        polygraphy_profile = Profile()
-        for name, shape_range in profile.shapes.items():
-            polygraphy_profile.add(name, min=shape_range.min, opt=shape_range.opt,
-                                   max=shape_range.max)
-        profiles.append(polygraphy_profile)
-    hw_name = _TRT_HW_LEVEL.get(options.hardware_compatibility)
-    hw_level = getattr(trt.HardwareCompatibilityLevel, hw_name) if hw_name else None
     cache = str(options.timing_cache) if options.timing_cache is not None else None
     if options.timing_cache is not None:
         options.timing_cache.parent.mkdir(parents=True, exist_ok=True)
     plan_path.parent.mkdir(parents=True, exist_ok=True)
-
     log.info("building TensorRT plan %s from %s (%d profile(s), workspace %d MiB, level %d)",
-             plan_path, onnx_path, len(profiles), options.workspace_bytes // MIB,
+             plan_path, onnx_path, len(options.profiles), options.workspace_bytes // MIB,
              options.builder_optimization_level)
     fd, tmp_name = tempfile.mkstemp(dir=plan_path.parent, prefix=f".{plan_path.name}.",
                                     suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp_name)
     try:
+        profiles = []
+        for profile in options.profiles:
+            polygraphy_profile = Profile()
+            for name, shape_range in profile.shapes.items():
+                polygraphy_profile.add(name, min=shape_range.min, opt=shape_range.opt,
+                                       max=shape_range.max)
+            profiles.append(polygraphy_profile)
         network = network_from_onnx_path(str(onnx_path), strongly_typed=options.strongly_typed)
         config = CreateConfig(
             profiles=profiles,
@@ -396,17 +350,19 @@ def build_engine(onnx_path: Path, plan_path: Path, options: PlanOptions) -> Path
             builder_optimization_level=options.builder_optimization_level,
             load_timing_cache=cache,
             version_compatible=options.version_compatible,
-            hardware_compatibility_level=hw_level,
+            hardware_compatibility_level=_hardware_level(trt, options.hardware_compatibility),
             tf32=False,
         )
-        engine = engine_from_network(network, config=config, save_timing_cache=cache)
-        save_engine(engine, path=str(tmp_path))
+        plan = engine_bytes_from_network(network, config=config, save_timing_cache=cache)
+        save_bytes(plan, path=str(tmp_path))
         os.replace(tmp_path, plan_path)
-    # Polygraphy reports failures as PolygraphyException; TensorRT's bindings raise RuntimeError
-    # and TypeError; writing the plan raises OSError.
-    except (PolygraphyException, RuntimeError, TypeError, ValueError, OSError) as e:
+    # Polygraphy reports failures as PolygraphyException; TensorRT's bindings raise RuntimeError,
+    # TypeError and AttributeError (an API this TensorRT lacks); writing the plan raises OSError.
+    except (PolygraphyException, RuntimeError, TypeError, ValueError, AttributeError,
+            OSError) as e:
         raise EngineBuildError(
-            f"TensorRT could not build a plan from {onnx_path}: {e}") from e
+            f"TensorRT {getattr(trt, '__version__', '?')} could not build a plan from "
+            f"{onnx_path}: {e}") from e
     finally:
         tmp_path.unlink(missing_ok=True)
     log.info("wrote TensorRT plan %s (%d bytes)", plan_path, plan_path.stat().st_size)

@@ -165,7 +165,8 @@ def write_repository(root: Path, configs: Mapping[str, mc.ModelConfig]) -> Path:
     return root
 
 
-def write_plan_manifest(version_dir: Path, *, tensorrt: str) -> Path:
+def write_plan_manifest(version_dir: Path, *, tensorrt: str, version_compatible: bool = False,
+                        server_flags: tuple[str, ...] = ()) -> Path:
     """A build manifest beside `version_dir/model.plan`, recording the TensorRT version."""
     plan = version_dir / "model.plan"
     manifest = Manifest(
@@ -177,5 +178,7 @@ def write_plan_manifest(version_dir: Path, *, tensorrt: str) -> Path:
         spec_sha256="0" * 64,
         precision="fp32",
         tools={"tensorrt": tensorrt, "cuda": "12.8"},
+        options={"version_compatible": version_compatible},
+        server_flags=server_flags,
     )
     return write_manifest(manifest, version_dir)

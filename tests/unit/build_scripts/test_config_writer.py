@@ -144,3 +144,19 @@ def test_python_step_config(spec) -> None:
     assert config.parameters["labels_file"].string_value == "labels.txt"
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
     assert list(config.version_policy.specific.versions) == [1, 3]
+
+
+def test_every_tensorrt_profile_is_offered_to_the_instances(tmp_path: Path) -> None:
+    # Without instance_group.profile, Triton's TensorRT backend uses profile 0 only.
+    make_image_model(tmp_path / "m.onnx")
+    spec = parse_spec(
+        "models: [{name: m, onnx: m.onnx, max_batch_size: 8, instance_group: {count: 2}, "
+        "tensorrt: {extra_profiles: [{min: 1, opt: 1, max: 2}, {min: 1, opt: 4, max: 4}]}}]",
+        tmp_path / "models.yaml")
+    info = inspect_onnx(spec.models[0].onnx)
+
+    trt = model_config(spec.models[0], info, target=Target.TENSORRT)
+    ort = model_config(spec.models[0], info, target=Target.ONNXRUNTIME)
+
+    assert [list(g.profile) for g in trt.instance_group] == [["0", "1", "2"]]
+    assert [list(g.profile) for g in ort.instance_group] == [[]]

@@ -89,3 +89,58 @@ def test_manifest_without_gpu_is_reported(repo: Path) -> None:
 def test_malformed_declaration_is_an_error(repo: Path) -> None:
     with pytest.raises(BuildError, match="major.minor"):
         lint_repository(repo, compute_capabilities=["sm90"])
+
+
+VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"
+
+
+def test_a_version_compatible_plan_of_an_older_10x_loads_on_the_release(repo: Path) -> None:
+    # The point of a version-compatible plan: built by 10.7 (24.12), served by 10.8 (25.01).
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.7.0.23", version_compatible=True,
+                        server_flags=(VERSION_COMPATIBLE_FLAG,))
+    assert lint_repository(repo, release="25.01") == []
+    # ... but never on an older runtime than the one that built it
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.8.0.43", version_compatible=True)
+    problems = [str(p) for p in lint_repository(repo, release="24.12")]
+    assert len(problems) == 1
+    assert "a version-compatible plan loads only on the same or a later TensorRT" in problems[0]
+
+
+def test_plan_compatibility_rules() -> None:
+    from build_scripts.plan_compatibility import plan_loads_on
+
+    assert plan_loads_on("10.8.0.43", "10.8.0.1", version_compatible=False)
+    assert not plan_loads_on("10.7.0.23", "10.8.0.43", version_compatible=False)
+    assert plan_loads_on("10.7.0.23", "10.16.0.1", version_compatible=True)
+    assert plan_loads_on("10.16.0.1", "11.1.0.1", version_compatible=True)  # NVIDIA: 10 -> 11
+    assert not plan_loads_on("11.1.0.1", "10.16.0.1", version_compatible=True)
+    assert not plan_loads_on("8.6.1", "11.1.0", version_compatible=True)
+    assert not plan_loads_on("8.5.3", "8.6.1", version_compatible=True)  # before 8.6: none
+
+
+def test_lint_requires_the_server_flags_a_plan_needs(repo: Path, tmp_path: Path) -> None:
+    write_plan_manifest(repo / PLAN_DIR, tensorrt="10.8.0.43", version_compatible=True,
+                        server_flags=(VERSION_COMPATIBLE_FLAG,))
+    flags = tmp_path / "triton-server.flags"
+    flags.write_text("# serving flags\n--strict-readiness=true\n", encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "build_scripts", "lint", str(repo), "--server-flags", str(flags)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
+
+    assert result.returncode == 1
+    assert (f"{PLAN_DIR}/model.plan: needs the tritonserver flag {VERSION_COMPATIBLE_FLAG}"
+            in result.stdout)
+    flags.write_text(f"--strict-readiness=true\n{VERSION_COMPATIBLE_FLAG}\n", encoding="utf-8")
+    assert lint_repository(repo, server_flags=[VERSION_COMPATIBLE_FLAG]) == []
+
+
+def test_the_serving_flags_cover_every_committed_plan_recipe() -> None:
+    from build_scripts.plan_compatibility import read_server_flags
+
+    flags = read_server_flags(ROOT / "docker" / "triton-server.flags")
+    recipes = sorted((ROOT / "model_repository").glob("*/plan_recipe.json"))
+    assert recipes, "model_repository/ holds no plan recipes"
+    for recipe in recipes:
+        needed = json.loads(recipe.read_text(encoding="utf-8"))["server_flags"]
+        assert set(needed) <= set(flags), recipe

@@ -13,6 +13,7 @@ import enum
 import importlib
 import inspect
 import json
+import os
 import sys
 import types
 from dataclasses import dataclass, field
@@ -27,13 +28,12 @@ from polygraphy.exception import PolygraphyException
 
 from build_scripts.errors import EngineBuildError
 from build_scripts.onnx_inspect import OnnxModelInfo, inspect_onnx
+from build_scripts.plan_profiles import ShapeProfile, ShapeRange
 from build_scripts.spec import HardwareCompatibility, ModelSpec, parse_spec
 from build_scripts.tensorrt_plan import (
     CONTAINER_BUILD_COMMAND,
     MIB,
     PlanOptions,
-    ShapeProfile,
-    ShapeRange,
     TensorRTEnvironment,
     build_engine,
     parse_nvidia_smi_gpus,
@@ -152,15 +152,14 @@ def test_symbolic_non_batch_dim_cannot_be_profiled(tmp_path: Path, seq_onnx: Pat
         plan_options(model, info, timing_cache=None)
 
     message = str(caught.value)
-    assert "'tokens'" in message
-    assert "dim 1 is 'seq'" in message
-    assert "ONNX" in message
+    assert "input 'tokens' axis 1 ('seq') is dynamic and no pipeline step bounds it" in message
+    assert "tensorrt.dynamic_axes.seq" in message
 
 
 def test_unbatched_model_with_a_symbolic_dim_cannot_be_profiled(tmp_path: Path, seq_onnx: Path):
     model, info = _model(tmp_path, "models: [{name: m, onnx: seq.onnx, max_batch_size: 0}]")
 
-    with pytest.raises(EngineBuildError, match=r"input 'tokens' dim 0 is 'batch'"):
+    with pytest.raises(EngineBuildError, match=r"input 'tokens' axis 0 \('batch'\) is dynamic"):
         plan_options(model, info, timing_cache=None)
 
 
@@ -204,7 +203,7 @@ def test_as_dict_is_json_for_the_manifest(tmp_path: Path, image_onnx: Path):
         "tf32": False,
         "version_compatible": True,
         "hardware_compatibility": "ampere_plus",
-        "timing_cache": "/cache/t.cache",
+        "timing_cache": "t.cache",  # the name only: no path of the build machine
     }
 
 
@@ -578,3 +577,61 @@ def test_failed_build_keeps_the_previous_plan_and_leaves_no_temp_file(
     assert isinstance(caught.value.__cause__, PolygraphyException)
     assert plan.read_bytes() == b"previous plan"
     assert sorted(p.name for p in plan.parent.iterdir()) == ["model.plan"]
+
+
+# --------------------------------------------------------------------------- which GPU
+
+
+def _fake_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpus: list[str]) -> Path:
+    """An nvidia-smi on PATH that lists `gpus` in PCI order and honours --id=<index|uuid>."""
+    log = tmp_path / "nvidia-smi.args"
+    script = tmp_path / "bin" / "nvidia-smi"
+    script.parent.mkdir()
+    rows = "\n".join(f"    {g!r}," for g in gpus)
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"open({str(log)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+        f"rows = [\n{rows}\n]\n"
+        "ids = [a.split('=', 1)[1] for a in sys.argv[1:] if a.startswith('--id=')]\n"
+        "if ids:\n"
+        "    key = ids[0]\n"
+        "    rows = [rows[int(key)]] if key.isdigit() else [rows[-1]]\n"
+        "print('\\n'.join(rows))\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{script.parent}:{os.environ['PATH']}")
+    return log
+
+
+def test_a_gpu_index_is_read_in_pci_bus_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from build_scripts.tensorrt_plan import detect_gpu
+
+    log = _fake_nvidia_smi(tmp_path, monkeypatch, ["NVIDIA A10, 8.6", "NVIDIA H200, 9.0"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+
+    assert detect_gpu().name == "NVIDIA H200"
+    assert "--id=1" in log.read_text()
+
+
+def test_a_gpu_index_in_cuda_fastest_first_order_is_refused_on_mixed_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from build_scripts.tensorrt_plan import detect_gpu
+
+    _fake_nvidia_smi(tmp_path, monkeypatch, ["NVIDIA A10, 8.6", "NVIDIA H200, 9.0"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+
+    with pytest.raises(EngineBuildError, match="CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        detect_gpu()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-1234abcd-0000")  # a UUID is exact
+    assert detect_gpu().name == "NVIDIA H200"
+
+
+def test_probe_sets_pci_bus_order_before_cuda_starts(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "restored after the test")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")
+    with pytest.raises(EngineBuildError):
+        probe_tensorrt()  # no TensorRT or GPU here; the order is set first all the same
+    assert os.environ["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"

@@ -1,0 +1,167 @@
+"""Profiles for every dynamic axis: batch from max_batch_size, the others from the spec or the
+pipeline, on real tiny ONNX models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from build_scripts.errors import EngineBuildError
+from build_scripts.onnx_inspect import inspect_onnx
+from build_scripts.plan_profiles import (
+    ShapeProfile,
+    ShapeRange,
+    check_within,
+    derive_profiles,
+    fed_axis_bounds,
+)
+from build_scripts.spec import parse_spec
+
+
+def _encoder(path: Path, *, second_axis: str | None = "sequence") -> Path:
+    """ids[batch, sequence], mask[batch, sequence] -> hidden[batch, sequence]."""
+    axis: str | int = second_axis if second_axis is not None else -1
+    dims = ["batch", axis]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["ids", "mask"], ["hidden"])],
+        "encoder",
+        [helper.make_tensor_value_info("ids", TensorProto.FLOAT, dims),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, dims)],
+    )
+    if second_axis is None:  # an unnamed dynamic axis: no dim_value, no dim_param
+        for value in (*graph.input, *graph.output):
+            value.type.tensor_type.shape.dim[1].Clear()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+PIPELINE = """
+models:
+  - name: enc
+    onnx: enc.onnx
+    max_batch_size: 16
+    tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
+python_steps:
+  - name: tok
+    function: processing.steps:tokenize_text
+    parameters: {max_length: 64}
+    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
+    outputs:
+      - {name: IDS, dtype: FP32, dims: [-1]}
+      - {name: MASK, dtype: FP32, dims: [-1]}
+    max_batch_size: 16
+pipelines:
+  - name: embed
+    max_batch_size: 16
+    steps:
+      - tok
+      - {model: enc, inputs: {ids: IDS, mask: MASK}}
+"""
+
+
+def test_a_tokenizer_step_bounds_the_sequence_axis_it_feeds(tmp_path: Path):
+    _encoder(tmp_path / "enc.onnx")
+    spec = parse_spec(PIPELINE, tmp_path / "models.yaml")
+    model = spec.models[0]
+    info = inspect_onnx(model.onnx)
+
+    fed = fed_axis_bounds(spec, "enc", [t.name for t in info.inputs])
+    profiles = derive_profiles(model, info, fed=fed)
+
+    assert fed == {"ids": 64, "mask": 64}
+    main = ShapeRange(min=(1, 1), opt=(4, 64), max=(16, 64))
+    extra = ShapeRange(min=(1, 1), opt=(1, 64), max=(2, 64))
+    assert profiles == (ShapeProfile(shapes={"ids": main, "mask": main}),
+                        ShapeProfile(shapes={"ids": extra, "mask": extra}))
+
+
+def test_the_spec_overrides_a_dynamic_axis_by_its_dim_name(tmp_path: Path):
+    _encoder(tmp_path / "enc.onnx")
+    text = PIPELINE.replace(
+        "tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}",
+        "tensorrt: {opt_batch_size: 4, dynamic_axes: {sequence: {min: 2, opt: 32, max: 128}}}")
+    spec = parse_spec(text, tmp_path / "models.yaml")
+    info = inspect_onnx(spec.models[0].onnx)
+
+    (profile,) = derive_profiles(spec.models[0], info, fed={"ids": 64, "mask": 64})
+
+    # inputs sharing the dim name share the range
+    assert profile.shapes["ids"] == profile.shapes["mask"] == ShapeRange(
+        min=(1, 2), opt=(4, 32), max=(16, 128))
+
+
+def test_an_unbounded_dynamic_axis_is_refused_naming_input_axis_and_fix(tmp_path: Path):
+    _encoder(tmp_path / "enc.onnx")
+    spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 8}]",
+                      tmp_path / "models.yaml")
+
+    with pytest.raises(EngineBuildError) as caught:
+        derive_profiles(spec.models[0], inspect_onnx(spec.models[0].onnx), fed={})
+
+    message = str(caught.value)
+    assert "input 'ids' axis 1 ('sequence') is dynamic" in message
+    assert "tensorrt.dynamic_axes.sequence: {min, opt, max}" in message
+
+
+def test_an_unnamed_dynamic_axis_is_refused(tmp_path: Path):
+    _encoder(tmp_path / "enc.onnx", second_axis=None)
+    spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 8}]",
+                      tmp_path / "models.yaml")
+
+    with pytest.raises(EngineBuildError, match=r"input 'ids' axis 1 is dynamic but unnamed"):
+        derive_profiles(spec.models[0], inspect_onnx(spec.models[0].onnx))
+
+
+@pytest.mark.parametrize(("axes", "expected"), [
+    ("{batch: {min: 1, opt: 2, max: 4}}", "'batch' is the batch axis"),
+    ("{sequence: {min: 1, opt: 2, max: 4}, seq_len: {min: 1, opt: 2, max: 4}}",
+     "names seq_len, which no input has as a dynamic axis"),
+])
+def test_dynamic_axes_must_name_real_non_batch_axes(tmp_path: Path, axes: str, expected: str):
+    _encoder(tmp_path / "enc.onnx")
+    spec = parse_spec(f"models: [{{name: enc, onnx: enc.onnx, max_batch_size: 8, "
+                      f"tensorrt: {{dynamic_axes: {axes}}}}}]", tmp_path / "models.yaml")
+
+    with pytest.raises(EngineBuildError, match=expected):
+        derive_profiles(spec.models[0], inspect_onnx(spec.models[0].onnx))
+
+
+def test_an_unbatched_model_profiles_every_named_axis(tmp_path: Path):
+    _encoder(tmp_path / "enc.onnx")
+    spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 0, tensorrt: "
+                      "{dynamic_axes: {batch: {min: 1, opt: 1, max: 1}, "
+                      "sequence: {min: 1, opt: 8, max: 8}}}}]", tmp_path / "models.yaml")
+
+    (profile,) = derive_profiles(spec.models[0], inspect_onnx(spec.models[0].onnx))
+
+    assert profile.shapes["ids"] == ShapeRange(min=(1, 1), opt=(1, 8), max=(1, 8))
+
+
+@pytest.mark.parametrize("bad", [
+    "{sequence: {min: 0, opt: 1, max: 2}}",
+    "{sequence: {min: 4, opt: 2, max: 8}}",
+    "{sequence: {min: 1, opt: 8, max: 4}}",
+    "{sequence: {min: 1, max: 4}}",
+    "[sequence]",
+])
+def test_dynamic_axes_ranges_are_checked_at_spec_load(tmp_path: Path, bad: str):
+    from build_scripts.errors import SpecError
+
+    with pytest.raises(SpecError, match=r"models\[0\]\.tensorrt\.dynamic_axes"):
+        parse_spec(f"models: [{{name: m, onnx: m.onnx, max_batch_size: 8, "
+                   f"tensorrt: {{dynamic_axes: {bad}}}}}]", tmp_path / "models.yaml")
+
+
+def test_check_within_names_the_shape_and_the_profile():
+    profile = ShapeProfile(shapes={"ids": ShapeRange(min=(1, 1), opt=(4, 8), max=(8, 16))})
+
+    check_within(profile, "ids", (8, 16), model="m", what="warmup")
+    with pytest.raises(EngineBuildError, match=r"warmup shape \[2, 17\] of input 'ids' lies "
+                                               r"outside the TensorRT profile"):
+        check_within(profile, "ids", (2, 17), model="m", what="warmup")
