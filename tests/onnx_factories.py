@@ -77,3 +77,20 @@ def make_image_model(path: Path, *, channels: int = 1, size: int = 8, classes: i
         initializer=[w, b],
     )
     return _save(graph, path)
+
+
+def make_sequence_encoder(path: Path, *, second_axis: str | None = "sequence") -> Path:
+    """ids[batch, sequence], mask[batch, sequence] -> hidden[batch, sequence]."""
+    axis: str | int = second_axis if second_axis is not None else -1
+    dims = ["batch", axis]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["ids", "mask"], ["hidden"])],
+        "encoder",
+        [helper.make_tensor_value_info("ids", TensorProto.FLOAT, dims),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, dims)],
+    )
+    if second_axis is None:  # an unnamed dynamic axis: no dim_value, no dim_param
+        for value in (*graph.input, *graph.output):
+            value.type.tensor_type.shape.dim[1].Clear()
+    return _save(graph, path)

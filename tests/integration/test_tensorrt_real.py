@@ -1,4 +1,6 @@
-"""A real TensorRT build: a tiny ONNX model becomes a plan that deserializes with its profiles.
+"""Real TensorRT builds: tiny ONNX models become plans that deserialize with their profiles and
+compute what ONNX Runtime computes (Polygraphy's comparator), one plan per precision and one
+with a dynamic sequence axis besides batch.
 
 Runs only where TensorRT and an NVIDIA GPU are present (the NGC TensorRT container); skipped
 elsewhere with the reason. Nothing here is faked.
@@ -14,7 +16,9 @@ import pytest
 
 from build_scripts.errors import EngineBuildError
 from build_scripts.onnx_inspect import inspect_onnx
-from build_scripts.spec import parse_spec
+from build_scripts.plan_profiles import fed_axis_bounds
+from build_scripts.precision import transform_precision
+from build_scripts.spec import Precision, parse_spec
 from build_scripts.tensorrt_plan import (
     build_engine,
     detect_gpu,
@@ -22,7 +26,7 @@ from build_scripts.tensorrt_plan import (
     probe_tensorrt,
     timing_cache_path,
 )
-from tests.onnx_factories import make_image_model
+from tests.onnx_factories import make_classifier, make_image_model, make_sequence_encoder
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.slow]
 
@@ -93,3 +97,92 @@ def test_real_plan_deserializes_with_the_derived_profiles(tmp_path: Path):
     with TrtRunner(engine) as runner:
         got = runner.infer({"pixels": pixels})["logits"]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+ENCODER_PIPELINE = """
+models:
+  - name: enc
+    onnx: enc.onnx
+    max_batch_size: 16
+    tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
+python_steps:
+  - name: tok
+    function: processing.steps:tokenize_text
+    parameters: {max_length: 64}
+    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
+    outputs:
+      - {name: IDS, dtype: FP32, dims: [-1]}
+      - {name: MASK, dtype: FP32, dims: [-1]}
+    max_batch_size: 16
+pipelines:
+  - name: embed
+    max_batch_size: 16
+    steps:
+      - tok
+      - {model: enc, inputs: {ids: IDS, mask: MASK}}
+"""
+
+
+def _compare(onnx_path, plan, feeds, *, atol: float, rtol: float, ort_level=None) -> None:
+    """Polygraphy's comparator: ONNX Runtime (CPU) against the plan, on the given feeds."""
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+    from polygraphy.comparator import Comparator, CompareFunc
+
+    runners = [
+        OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["CPUExecutionProvider"],
+                                     graph_optimization_level=ort_level)),
+        TrtRunner(EngineFromBytes(BytesFromPath(str(plan)))),
+    ]
+    results = Comparator.run(runners, data_loader=feeds)
+    accuracy = Comparator.compare_accuracy(
+        results, compare_func=CompareFunc.simple(atol=atol, rtol=rtol))
+    assert bool(accuracy), f"TensorRT differs from ONNX Runtime beyond atol {atol}, rtol {rtol}"
+
+
+@pytest.mark.parametrize("precision", [Precision.FP32, Precision.FP16, Precision.INT8])
+def test_one_plan_per_precision_computes_what_onnx_runtime_computes(
+        tmp_path: Path, precision: Precision):
+    import onnxruntime as ort
+
+    make_classifier(tmp_path / "fp32.onnx", features=16, classes=4)
+    rng = np.random.default_rng(1)
+    rows = rng.standard_normal((64, 16)).astype(np.float32)
+    onnx_path = tmp_path / "fp32.onnx"
+    if precision is not Precision.FP32:
+        onnx_path = transform_precision(tmp_path / "fp32.onnx", tmp_path / "model.onnx",
+                                        precision=precision, calibration={"x": rows})
+    model = parse_spec("models: [{name: m, onnx: fp32.onnx, max_batch_size: 8}]",
+                       tmp_path / "models.yaml").models[0]
+    options = plan_options(model, inspect_onnx(onnx_path), timing_cache=None)
+    plan = build_engine(onnx_path, tmp_path / "model.plan", options)
+
+    feeds = [{"x": rows[i:i + n]} for i, n in ((0, 1), (1, 3), (4, 8))]
+    # fp32 without TF32 is fp32; fp16 rounds; int8 (Q/DQ executed by TensorRT in int8 against
+    # ONNX Runtime's fp32 fake-quantization, its graph fusions off) requantizes differently
+    tolerance = {Precision.FP32: 1e-4, Precision.FP16: 1e-2, Precision.INT8: 5e-2}[precision]
+    _compare(onnx_path, plan, feeds, atol=tolerance, rtol=tolerance,
+             ort_level=ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+
+
+def test_a_plan_with_a_dynamic_sequence_axis_takes_every_length_in_its_profile(tmp_path: Path):
+    from polygraphy.backend.trt import engine_from_path
+
+    make_sequence_encoder(tmp_path / "enc.onnx")
+    spec = parse_spec(ENCODER_PIPELINE, tmp_path / "models.yaml")  # sequence fed up to 64
+    model = spec.models[0]
+    info = inspect_onnx(model.onnx)
+    fed = fed_axis_bounds(spec, model.name, [t.name for t in info.inputs])
+    options = plan_options(model, info, timing_cache=None, fed=fed)
+    plan = build_engine(model.onnx, tmp_path / "enc.plan", options)
+
+    engine = engine_from_path(str(plan))
+    assert engine.num_optimization_profiles == 2
+    assert [tuple(s) for s in engine.get_tensor_profile_shape("ids", 0)] == [
+        (1, 1), (4, 64), (16, 64)]
+    rng = np.random.default_rng(2)
+    feeds = [{"ids": rng.standard_normal((b, n)).astype(np.float32),
+              "mask": rng.standard_normal((b, n)).astype(np.float32)}
+             for b, n in ((1, 1), (3, 17), (16, 64))]
+    _compare(model.onnx, plan, feeds, atol=1e-5, rtol=1e-5)

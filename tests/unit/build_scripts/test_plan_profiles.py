@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from build_scripts.errors import EngineBuildError
 from build_scripts.onnx_inspect import inspect_onnx
@@ -19,27 +17,7 @@ from build_scripts.plan_profiles import (
     fed_axis_bounds,
 )
 from build_scripts.spec import parse_spec
-
-
-def _encoder(path: Path, *, second_axis: str | None = "sequence") -> Path:
-    """ids[batch, sequence], mask[batch, sequence] -> hidden[batch, sequence]."""
-    axis: str | int = second_axis if second_axis is not None else -1
-    dims = ["batch", axis]
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["ids", "mask"], ["hidden"])],
-        "encoder",
-        [helper.make_tensor_value_info("ids", TensorProto.FLOAT, dims),
-         helper.make_tensor_value_info("mask", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("hidden", TensorProto.FLOAT, dims)],
-    )
-    if second_axis is None:  # an unnamed dynamic axis: no dim_value, no dim_param
-        for value in (*graph.input, *graph.output):
-            value.type.tensor_type.shape.dim[1].Clear()
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(path))
-    return path
-
+from tests.onnx_factories import make_sequence_encoder
 
 PIPELINE = """
 models:
@@ -66,7 +44,7 @@ pipelines:
 
 
 def test_a_tokenizer_step_bounds_the_sequence_axis_it_feeds(tmp_path: Path):
-    _encoder(tmp_path / "enc.onnx")
+    make_sequence_encoder(tmp_path / "enc.onnx")
     spec = parse_spec(PIPELINE, tmp_path / "models.yaml")
     model = spec.models[0]
     info = inspect_onnx(model.onnx)
@@ -82,7 +60,7 @@ def test_a_tokenizer_step_bounds_the_sequence_axis_it_feeds(tmp_path: Path):
 
 
 def test_the_spec_overrides_a_dynamic_axis_by_its_dim_name(tmp_path: Path):
-    _encoder(tmp_path / "enc.onnx")
+    make_sequence_encoder(tmp_path / "enc.onnx")
     text = PIPELINE.replace(
         "tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}",
         "tensorrt: {opt_batch_size: 4, dynamic_axes: {sequence: {min: 2, opt: 32, max: 128}}}")
@@ -97,7 +75,7 @@ def test_the_spec_overrides_a_dynamic_axis_by_its_dim_name(tmp_path: Path):
 
 
 def test_an_unbounded_dynamic_axis_is_refused_naming_input_axis_and_fix(tmp_path: Path):
-    _encoder(tmp_path / "enc.onnx")
+    make_sequence_encoder(tmp_path / "enc.onnx")
     spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 8}]",
                       tmp_path / "models.yaml")
 
@@ -110,7 +88,7 @@ def test_an_unbounded_dynamic_axis_is_refused_naming_input_axis_and_fix(tmp_path
 
 
 def test_an_unnamed_dynamic_axis_is_refused(tmp_path: Path):
-    _encoder(tmp_path / "enc.onnx", second_axis=None)
+    make_sequence_encoder(tmp_path / "enc.onnx", second_axis=None)
     spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 8}]",
                       tmp_path / "models.yaml")
 
@@ -124,7 +102,7 @@ def test_an_unnamed_dynamic_axis_is_refused(tmp_path: Path):
      "names seq_len, which no input has as a dynamic axis"),
 ])
 def test_dynamic_axes_must_name_real_non_batch_axes(tmp_path: Path, axes: str, expected: str):
-    _encoder(tmp_path / "enc.onnx")
+    make_sequence_encoder(tmp_path / "enc.onnx")
     spec = parse_spec(f"models: [{{name: enc, onnx: enc.onnx, max_batch_size: 8, "
                       f"tensorrt: {{dynamic_axes: {axes}}}}}]", tmp_path / "models.yaml")
 
@@ -133,7 +111,7 @@ def test_dynamic_axes_must_name_real_non_batch_axes(tmp_path: Path, axes: str, e
 
 
 def test_an_unbatched_model_profiles_every_named_axis(tmp_path: Path):
-    _encoder(tmp_path / "enc.onnx")
+    make_sequence_encoder(tmp_path / "enc.onnx")
     spec = parse_spec("models: [{name: enc, onnx: enc.onnx, max_batch_size: 0, tensorrt: "
                       "{dynamic_axes: {batch: {min: 1, opt: 1, max: 1}, "
                       "sequence: {min: 1, opt: 8, max: 8}}}}]", tmp_path / "models.yaml")

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from build_scripts.releases import RELEASES
+from build_scripts.errors import BuildError
+from build_scripts.releases import (
+    CLASSIFICATION_BYTES_FIX,
+    RELEASES,
+    Release,
+    tensorrt_api_surface,
+    version_triplet,
+)
 from scaleout.errors import ScaleoutError
 from scaleout.versions import (
     VERSIONS_FILE,
@@ -63,15 +70,45 @@ def test_a_stale_tag_is_reported(tmp_path: Path) -> None:
 
 def test_a_versions_file_that_disagrees_with_releases_py(tmp_path: Path) -> None:
     text = (ROOT / VERSIONS_FILE).read_text(encoding="utf-8")
+    pinned = read_versions(ROOT / VERSIONS_FILE).tensorrt_version
     path = tmp_path / "versions.env"
-    path.write_text(text.replace("TENSORRT_VERSION=10.8.0.43", "TENSORRT_VERSION=10.7.0.23"),
+    path.write_text(text.replace(f"TENSORRT_VERSION={pinned}", "TENSORRT_VERSION=10.7.0.23"),
                     encoding="utf-8")
     problems = release_problems(read_versions(path))
     assert any("TENSORRT_VERSION=10.7.0.23" in p for p in problems)
 
 
+def test_the_pinned_release_has_the_classification_fixes() -> None:
+    """One classification request on a BYTES output kills a Triton without server PR #8267
+    (SIGFPE); #8603 bounds classification outputs. The production pin must have both."""
+    entry = RELEASES[read_versions(ROOT / VERSIONS_FILE).ngc_release]
+    assert entry.classification_bytes_fix
+    assert "#8267" in CLASSIFICATION_BYTES_FIX and "#8603" in CLASSIFICATION_BYTES_FIX
+
+
+def test_releases_state_the_fix_only_from_triton_2_66() -> None:
+    # #8603 is in r26.02 (Triton 2.66.0) and later, #8267 in r25.07 (2.59.1) and later.
+    for entry in RELEASES.values():
+        major, minor, _ = version_triplet(entry.triton)
+        assert entry.classification_bytes_fix == ((major, minor) >= (2, 66)), entry.name
+
+
+def test_tensorrt_api_is_the_held_surface_of_the_release_tensorrt() -> None:
+    held = {"10.8.0", "10.16", "11.1"}
+    for entry in RELEASES.values():
+        assert entry.tensorrt_api == tensorrt_api_surface(entry.tensorrt), entry.name
+        assert entry.tensorrt_api is None or entry.tensorrt_api in held
+    assert tensorrt_api_surface("10.16.0.72") == "10.16"
+    assert tensorrt_api_surface("11.1.0.106") == "11.1"
+    assert tensorrt_api_surface("10.8.0.43") == "10.8.0"
+    assert tensorrt_api_surface("10.9.0.34") is None
+    with pytest.raises(BuildError, match="tensorrt_api"):
+        Release(name="99.01", triton="2.0.0", tensorrt="10.16.0.72", cuda="13.2.0",
+                tensorrt_api="11.1", classification_bytes_fix=True)
+
+
 def test_missing_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "versions.env"
-    path.write_text("NGC_RELEASE=25.01\n", encoding="utf-8")
+    path.write_text("NGC_RELEASE=26.03\n", encoding="utf-8")
     with pytest.raises(ScaleoutError, match="TRITON_VERSION"):
         read_versions(path)
