@@ -3,11 +3,11 @@
 # an entrypoint with restricted admin APIs (docker/entrypoint.sh, docker/triton-server.flags).
 # The model repository is mounted read-only at /models; it is not baked into the image.
 #
-#   docker build -f docker/serving.Dockerfile -t triton-onnx-toolkit/serving:25.01 .
-FROM nvcr.io/nvidia/tritonserver:25.01-py3
+#   docker build -f docker/serving.Dockerfile -t triton-onnx-toolkit/serving:26.03 .
+FROM nvcr.io/nvidia/tritonserver:26.03-py3
 
 LABEL org.opencontainers.image.title="triton-onnx-toolkit serving" \
-      com.nvidia.ngc.release="25.01"
+      com.nvidia.ngc.release="26.03"
 
 COPY docker/requirements-serving.txt /opt/triton/requirements-serving.txt
 RUN python3 -m pip install --no-cache-dir --break-system-packages \

@@ -85,7 +85,7 @@ def test_unknown_release_is_a_build_error_listing_known_ones(repo: Path) -> None
 
 
 def test_release_table() -> None:
-    assert known_releases() == ("24.12", "25.01")
+    assert known_releases() == ("24.12", "25.01", "25.02", "25.03", "26.03")
     r = release("25.01")
     assert (r.triton, r.tensorrt, r.cuda) == ("2.54.0", "10.8.0.43", "12.8.0.038")
     assert r.triton_image == "nvcr.io/nvidia/tritonserver:25.01-py3"
