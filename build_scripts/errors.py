@@ -56,3 +56,7 @@ class ServerError(BuildError):
 
 class NativeBuildError(BuildError):
     """A native helper library (the BYTES batch guard) could not be compiled."""
+
+
+class TensorRTApiError(BuildError):
+    """A TensorRT API surface is not held, or NVIDIA's sources for one could not be read."""
