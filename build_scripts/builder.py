@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from build_scripts import releases
 from build_scripts.accuracy import AccuracyReport, check_accuracy
 from build_scripts.artifact_cache import ArtifactCache, link_or_copy
 from build_scripts.batch_guard import GUARD_LIBRARY, compile_batch_guard, needs_batch_guard
@@ -39,7 +40,7 @@ from build_scripts.config_writer import (
     python_step_config,
 )
 from build_scripts.ensemble_check import validate_ensemble
-from build_scripts.errors import BuildError, EnsembleError
+from build_scripts.errors import BuildError, EngineBuildError, EnsembleError
 from build_scripts.manifest import (
     MANIFEST_NAME,
     ArtifactKind,
@@ -71,6 +72,7 @@ from build_scripts.spec import (
     Target,
 )
 from build_scripts.targets import resolve_target
+from build_scripts.tensorrt_api import TensorRTSurface, check_trtexec_command, load_surface
 from build_scripts.tensorrt_plan import PlanOptions, plan_options
 from build_scripts.toolchain import cache_key, tool_versions
 
@@ -126,9 +128,11 @@ def _staging(out: Path) -> Iterator[Path]:
 
 class _RepositoryBuilder:
     def __init__(self, spec: BuildSpec, target: Target, root: Path, cache: ArtifactCache,
-                 *, skip_plans: bool, on_step: STEP_CALLBACK, nominal_out: Path) -> None:
+                 *, skip_plans: bool, on_step: STEP_CALLBACK, nominal_out: Path,
+                 surface: TensorRTSurface | None) -> None:
         self.spec = spec
         self.nominal_out = nominal_out
+        self.surface = surface
         self.target = target
         self.root = root
         self.cache = cache
@@ -258,6 +262,15 @@ class _RepositoryBuilder:
                                       file_name=file_name))
         return inputs
 
+    def _check_recipe(self, recipe: PlanRecipe) -> None:
+        """The recipe's trtexec line uses only what the targeted release's trtexec accepts."""
+        if self.surface is None:
+            return
+        problems = check_trtexec_command(recipe.trtexec_command, self.surface)
+        if problems:
+            raise EngineBuildError(f"model {recipe.model!r}: its trtexec recipe does not fit "
+                                   f"TensorRT {self.surface.version}: {'; '.join(problems)}")
+
     def _check_warmup(self, model: ModelSpec, info: OnnxModelInfo, options: PlanOptions) -> None:
         """Warmup requests must fit a profile, or the plan's model fails to load."""
         if model.warmup is None:
@@ -287,6 +300,7 @@ class _RepositoryBuilder:
             options = self._plan_options(model, info)
             recipe = plan_recipe(model, options, spec_path=self.spec.source,
                                  repository=self.nominal_out)
+            self._check_recipe(recipe)
             write_recipe(recipe, model_dir)
             self._check_warmup(model, info, options)
             if self.skip_plans:
@@ -368,6 +382,13 @@ def _copy_labels(source: Path, model_dir: Path, name: str) -> None:
     shutil.copyfile(source, model_dir / LABELS_FILE)
 
 
+def _release_surface(release: str | None) -> TensorRTSurface | None:
+    if release is None:
+        return None
+    tag = releases.release(release).tensorrt_api
+    return load_surface(tag) if tag is not None else None
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
@@ -389,7 +410,7 @@ def _report_from_dict(data: dict[str, object]) -> AccuracyReport:
 def build_repository(
     spec: BuildSpec, *, target: Target, out: Path, cache_dir: Path | None = None,
     skip_plans: bool = False, on_step: STEP_CALLBACK | None = None, remember: bool = True,
-    nominal_out: Path | None = None,
+    nominal_out: Path | None = None, release: str | None = None,
 ) -> BuildResult:
     """Build the repository for `spec` into `out` (replaced atomically when done).
 
@@ -397,6 +418,7 @@ def build_repository(
     their manifests (used by `build --check` on machines without TensorRT). `remember=False`
     keeps no stamp (for throw-away outputs). `nominal_out` is the repository path that plan
     recipes name (default `out`; `build --check` builds elsewhere but names the checked one).
+    `release` (an NGC release) is the one whose trtexec every recipe must fit.
     """
     started = time.monotonic()
     resolved = resolve_target(target)
@@ -415,7 +437,8 @@ def build_repository(
     with _staging(out) as staging:
         builder = _RepositoryBuilder(spec, resolved, staging, ArtifactCache(cache_root),
                                      skip_plans=skip_plans, on_step=step,
-                                     nominal_out=nominal_out or out)
+                                     nominal_out=nominal_out or out,
+                                     surface=_release_surface(release))
         for model in spec.models:
             builder.build_model(model)
         for python_step in spec.python_steps:

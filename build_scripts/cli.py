@@ -25,8 +25,22 @@ def _configure_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _target_release(args: argparse.Namespace) -> str | None:
+    """--release, else the project's pin (docker/versions.env beside the spec), else None."""
+    from build_scripts.releases import pinned_release  # noqa: PLC0415
+
+    if args.release is not None:
+        return str(args.release)
+    pinned = pinned_release(Path(args.spec).resolve().parent)
+    if pinned is None:
+        log.info("no --release and no docker/versions.env beside %s: TensorRT options are not "
+                 "checked against a release", args.spec)
+    return pinned
+
+
 def _build(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    release = _target_release(args)
+    spec = load_spec(args.spec, release=release)
     target = resolve_target(Target(args.target))
     if not args.check:
         # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.
@@ -45,7 +59,7 @@ def _build(args: argparse.Namespace) -> int:
         if not args.verbose:
             logging.getLogger("build_scripts").setLevel(logging.WARNING)
         diffs = check_repository(spec, target=target, repository=args.out,
-                                 cache_dir=args.cache_dir)
+                                 cache_dir=args.cache_dir, release=release)
         for diff in diffs:
             print(diff)
         if diffs:
@@ -62,7 +76,7 @@ def _build(args: argparse.Namespace) -> int:
             log.info("%s", message)
 
         result = build_repository(spec, target=target, out=args.out, cache_dir=args.cache_dir,
-                                  skip_plans=args.no_plans, on_step=show)
+                                  skip_plans=args.no_plans, on_step=show, release=release)
     if result.up_to_date:
         print(f"{result.out} is up to date (target {result.target.value}, "
               f"{result.seconds:.2f} s)")
@@ -117,6 +131,10 @@ def parser() -> argparse.ArgumentParser:
                        help="artifact cache (default: .cache/build_scripts beside the spec)")
     build.add_argument("--check", action="store_true",
                        help="regenerate into a temp dir and fail on any difference from --out")
+    build.add_argument("--release", default=None, metavar="YY.MM",
+                       help="NGC release whose TensorRT builds the plans: spec options it lacks "
+                            "are refused (default: NGC_RELEASE of docker/versions.env beside "
+                            "the spec)")
     build.add_argument("--no-plans", action="store_true",
                        help="tensorrt target: write everything but the plan binaries (what "
                             "model_repository/ commits; plans are built in the TensorRT container)")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from build_scripts.errors import BuildError
 
@@ -202,3 +203,38 @@ def release(name: str) -> Release:
             f"unknown NGC release {name!r}; known releases: {', '.join(known_releases())} "
             "(add a release to build_scripts/releases.py after checking NVIDIA's support matrix)"
         ) from None
+
+
+#: The file that pins the NGC release of a project (relative to the project's folder).
+VERSIONS_FILE = Path("docker") / "versions.env"
+_ENV_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a versions file (comments and blank lines skipped); a BuildError
+    names the file and line that is neither."""
+    values: dict[str, str] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise BuildError(f"{path}: cannot read ({e.strerror})") from e
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _ENV_LINE.match(line)
+        if match is None:
+            raise BuildError(f"{path}:{number}: not a KEY=value line: {raw!r}")
+        values[match.group(1)] = match.group(2).strip().strip('"')
+    return values
+
+
+def pinned_release(project_dir: Path) -> str | None:
+    """NGC_RELEASE of `<project_dir>/docker/versions.env`, or None when there is no such file."""
+    path = project_dir / VERSIONS_FILE
+    if not path.is_file():
+        return None
+    name = read_env_file(path).get("NGC_RELEASE")
+    if not name:
+        raise BuildError(f"{path}: sets no NGC_RELEASE")
+    return name

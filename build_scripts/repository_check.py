@@ -70,7 +70,8 @@ def compare_trees(expected: Path, actual: Path, *, ignore_plans: bool) -> list[D
 
 
 def check_repository(spec: BuildSpec, *, target: Target, repository: Path,
-                     cache_dir: Path | None = None) -> list[Difference]:
+                     cache_dir: Path | None = None,
+                     release: str | None = None) -> list[Difference]:
     """Regenerate into a temp dir and list every difference from `repository`.
 
     For the `tensorrt` target the plans are not built (TensorRT need not be present):
@@ -80,7 +81,8 @@ def check_repository(spec: BuildSpec, *, target: Target, repository: Path,
     with tempfile.TemporaryDirectory(prefix="build-check-") as tmp:
         generated = Path(tmp) / "repository"
         build_repository(spec, target=target, out=generated, cache_dir=cache_dir,
-                         skip_plans=ignore_plans, remember=False, nominal_out=repository)
+                         skip_plans=ignore_plans, remember=False, nominal_out=repository,
+                         release=release)
         diffs = compare_trees(generated, repository, ignore_plans=ignore_plans)
     log.info("check of %s: %d difference(s)", repository, len(diffs))
     return diffs

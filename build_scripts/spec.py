@@ -700,8 +700,12 @@ def _read_list(r: _Reader, key: str, parse: Callable[[_Reader], T]) -> tuple[T, 
     return tuple(parse(item) for item in r.items(key))
 
 
-def parse_spec(text: str, source: Path) -> BuildSpec:
-    """Parse and validate spec text; `source` names the file in errors and anchors paths."""
+def parse_spec(text: str, source: Path, *, release: str | None = None) -> BuildSpec:
+    """Parse and validate spec text; `source` names the file in errors and anchors paths.
+
+    With `release` (an NGC release, "26.03"), every `tensorrt:` option must be one that
+    release's TensorRT has (`build_scripts.release_support`).
+    """
     source_name = source.name
     try:
         data = yaml.safe_load(text)
@@ -731,14 +735,32 @@ def parse_spec(text: str, source: Path) -> BuildSpec:
                                 f"{step.model!r} is not a model or python step of this spec")
     if not all_names:
         raise SpecError(source_name, "", "declares no models: add a models: list")
+    if release is not None:
+        _check_release(spec, release)
     return spec
 
 
-def load_spec(path: str | Path) -> BuildSpec:
-    """Load and validate a YAML build spec."""
+def _check_release(spec: BuildSpec, name: str) -> None:
+    # Imported here: release_support reads the spec's types.
+    from build_scripts import releases  # noqa: PLC0415
+    from build_scripts.errors import BuildError  # noqa: PLC0415
+    from build_scripts.release_support import unsupported  # noqa: PLC0415
+
+    try:
+        target = releases.release(name)
+    except BuildError as e:
+        raise SpecError(spec.source.name, "", f"targets {e}") from e
+    for i, model in enumerate(spec.models):
+        for key, problem in unsupported(model.tensorrt, target):
+            path = f"models[{i}].tensorrt" + (f".{key}" if key else "")
+            raise SpecError(spec.source.name, path, problem)
+
+
+def load_spec(path: str | Path, *, release: str | None = None) -> BuildSpec:
+    """Load and validate a YAML build spec (against `release`'s TensorRT, when given)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(str(path), "", f"cannot be read: {e.strerror}") from e
-    return parse_spec(text, path)
+    return parse_spec(text, path, release=release)

@@ -15,8 +15,7 @@ from build_scripts import releases
 from build_scripts.errors import BuildError
 from scaleout.errors import ScaleoutError
 
-VERSIONS_FILE = Path("docker") / "versions.env"
-_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)=(.*)$")
+VERSIONS_FILE = releases.VERSIONS_FILE
 _NGC_IMAGE = re.compile(r"nvcr\.io/nvidia/(tritonserver|tensorrt):(\d\d\.\d\d)-py3")
 _OWN_IMAGE = re.compile(r"triton-onnx-toolkit[/-](serving|plan-builder)(?::([\w.-]+))?")
 _RELEASE_LABEL = re.compile(r'(?:com\.nvidia\.ngc\.release|NGC_RELEASE)\s*[=:]\s*"?(\d\d\.\d\d)')
@@ -43,19 +42,10 @@ class Versions:
 def read_versions(path: Path) -> Versions:
     """Parse `KEY=value` lines (comments and blank lines skipped); ScaleoutError names the
     file and the missing key."""
-    values: dict[str, str] = {}
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ScaleoutError(f"{path}: cannot read ({e})") from e
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            raise ScaleoutError(f"{path}:{number}: not a KEY=value line: {raw!r}")
-        values[match.group(1)] = match.group(2).strip().strip('"')
+        values = releases.read_env_file(path)
+    except BuildError as e:
+        raise ScaleoutError(str(e)) from e
     try:
         return Versions(
             ngc_release=values["NGC_RELEASE"],

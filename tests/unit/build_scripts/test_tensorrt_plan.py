@@ -9,27 +9,23 @@ are the real classes.
 
 from __future__ import annotations
 
-import enum
 import importlib
-import inspect
 import json
 import os
 import sys
 import types
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import onnx
-import polygraphy.backend.trt as polygraphy_trt
 import pytest
 from onnx import TensorProto, helper
-from polygraphy.exception import PolygraphyException
 
 from build_scripts.errors import EngineBuildError
 from build_scripts.onnx_inspect import OnnxModelInfo, inspect_onnx
 from build_scripts.plan_profiles import ShapeProfile, ShapeRange
 from build_scripts.spec import HardwareCompatibility, ModelSpec, parse_spec
+from build_scripts.tensorrt_api.surface import held_surfaces, load_surface
 from build_scripts.tensorrt_plan import (
     CONTAINER_BUILD_COMMAND,
     MIB,
@@ -44,6 +40,12 @@ from build_scripts.tensorrt_plan import (
     trtexec_command,
 )
 from tests.onnx_factories import make_classifier, make_image_model
+from tests.tensorrt_double import (
+    clear_polygraphy_tensorrt_cache,
+    double_record,
+    install_tensorrt_double,
+    uncovered_dynamic_dims,
+)
 
 
 def _model(tmp_path: Path, yaml_text: str) -> tuple[ModelSpec, OnnxModelInfo]:
@@ -383,158 +385,64 @@ def test_build_engine_without_tensorrt_names_the_onnx_and_the_container(
 
 
 # --------------------------------------------------------------------------- build (TRT boundary)
+# build_engine runs Polygraphy's real loaders against the strict double of the `tensorrt` module
+# of one held release (tests/tensorrt_double.py): an attribute that release lacks fails.
 
 
-class _MemoryPoolType(enum.Enum):
-    WORKSPACE = 0
-    DLA_MANAGED_SRAM = 1
+@pytest.fixture(params=held_surfaces())
+def trt(request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    module = install_tensorrt_double(monkeypatch, load_surface(request.param))
+    yield module
+    clear_polygraphy_tensorrt_cache()
 
 
-class _HardwareCompatibilityLevel(enum.Enum):
-    NONE = 0
-    AMPERE_PLUS = 1
-    SAME_COMPUTE_CAPABILITY = 2
-
-
-def _fake_tensorrt() -> types.ModuleType:
-    """The part of the tensorrt module build_engine reads (the real one is absent here)."""
-    module = types.ModuleType("tensorrt")
-    module.__version__ = "10.8.0.43"  # type: ignore[attr-defined]
-    module.MemoryPoolType = _MemoryPoolType  # type: ignore[attr-defined]
-    module.HardwareCompatibilityLevel = _HardwareCompatibilityLevel  # type: ignore[attr-defined]
-    return module
-
-
-@dataclass
-class _Recorder:
-    """Stands in for the Polygraphy loaders that call TensorRT; records their arguments."""
-
-    plan_path: Path
-    fail_build: bool = False
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
-    plan_existed_at_save: bool | None = None
-
-    def _record(self, name: str, *args: Any, **kwargs: Any) -> None:
-        # The call must fit the real loader's signature.
-        inspect.signature(getattr(polygraphy_trt, name)).bind(*args, **kwargs)
-        self.calls.append((name, args, kwargs))
-
-    def network_from_onnx_path(self, *args: Any, **kwargs: Any) -> tuple[str, str, str]:
-        self._record("network_from_onnx_path", *args, **kwargs)
-        return ("builder", "network", "parser")
-
-    def engine_from_network(self, *args: Any, **kwargs: Any) -> str:
-        self._record("engine_from_network", *args, **kwargs)
-        if self.fail_build:
-            raise PolygraphyException(
-                "Invalid Engine. Please ensure the engine was built correctly"
-            )
-        return "engine"
-
-    def save_engine(self, *args: Any, **kwargs: Any) -> str:
-        self._record("save_engine", *args, **kwargs)
-        self.plan_existed_at_save = self.plan_path.exists()
-        Path(kwargs["path"]).write_bytes(b"serialized plan")
-        return "engine"
-
-    def call(self, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        (found,) = [(a, k) for n, a, k in self.calls if n == name]
-        return found
-
-
-@pytest.fixture
-def fake_trt(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
-    module = _fake_tensorrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", module)
-    return module
-
-
-def _install(monkeypatch: pytest.MonkeyPatch, recorder: _Recorder) -> None:
-    for name in ("network_from_onnx_path", "engine_from_network", "save_engine"):
-        monkeypatch.setattr(polygraphy_trt, name, getattr(recorder, name))
-
-
-def test_build_engine_passes_the_options_to_polygraphy(
-    tmp_path: Path,
-    image_onnx: Path,
-    fake_trt: types.ModuleType,
-    monkeypatch: pytest.MonkeyPatch,
+def test_build_engine_passes_the_options_to_tensorrt(
+    tmp_path: Path, image_onnx: Path, trt: types.ModuleType
 ):
     model, info = _model(tmp_path, IMAGE_SPEC)
     cache = tmp_path / "cache" / "timing.cache"
     options = plan_options(model, info, timing_cache=cache)
     plan = tmp_path / "repo" / "digits" / "1" / "model.plan"
-    recorder = _Recorder(plan_path=plan)
-    _install(monkeypatch, recorder)
 
     assert build_engine(image_onnx, plan, options) == plan
 
-    assert [name for name, _, _ in recorder.calls] == [
-        "network_from_onnx_path",
-        "engine_from_network",
-        "save_engine",
-    ]
-    args, kwargs = recorder.call("network_from_onnx_path")
-    assert args == (str(image_onnx),)
-    assert kwargs == {"strongly_typed": True}
-
-    args, kwargs = recorder.call("engine_from_network")
-    assert args == (("builder", "network", "parser"),)
-    assert kwargs["save_timing_cache"] == str(cache)
-    config = kwargs["config"]
-    assert isinstance(config, polygraphy_trt.CreateConfig)  # the real Polygraphy class
-    assert all(isinstance(p, polygraphy_trt.Profile) for p in config.profiles)
-    assert [{n: tuple(s) for n, s in p.items()} for p in config.profiles] == [
+    (build,) = double_record(trt).builds
+    assert build.network.creation_flags == {"STRONGLY_TYPED"}
+    assert build.network.onnx_path == image_onnx
+    config = build.config
+    assert config.profiles == [
         {"pixels": ((1, 1, 8, 8), (16, 1, 8, 8), (64, 1, 8, 8))},
         {"pixels": ((1, 1, 8, 8), (1, 1, 8, 8), (4, 1, 8, 8))},
     ]
-    assert config.memory_pool_limits == {fake_trt.MemoryPoolType.WORKSPACE: 512 * MIB}
+    assert uncovered_dynamic_dims(build.network, config) == []
+    assert config.memory_pool_limits == {"WORKSPACE": 512 * MIB}
     assert config.builder_optimization_level == 4
-    assert config.timing_cache_path == str(cache)
-    assert config.version_compatible is True
-    assert config.hardware_compatibility_level is fake_trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    assert config.tf32 is False
-    assert config.fp16 is False and config.int8 is False  # precision comes from the ONNX
-
-    # Saved to a temporary file beside the plan, then moved into place.
-    args, kwargs = recorder.call("save_engine")
-    assert args == ("engine",)
-    tmp_plan = Path(kwargs["path"])
-    assert tmp_plan.parent == plan.parent
-    assert tmp_plan != plan
-    assert recorder.plan_existed_at_save is False
-    assert plan.read_bytes() == b"serialized plan"
+    assert "VERSION_COMPATIBLE" in config.flags
+    assert config.hardware_compatibility_level == "AMPERE_PLUS"
+    assert "TF32" not in config.flags
+    assert config.precision_flags() == set()  # precision comes from the ONNX
+    # the serialized plan is written as built, atomically, with nothing left beside it
+    assert plan.read_bytes() == build.plan
     assert sorted(p.name for p in plan.parent.iterdir()) == ["model.plan"]
-    assert cache.parent.is_dir()  # Polygraphy locks and writes the cache there
+    assert cache.is_file()  # the timing cache is saved after the build
 
 
 def test_build_engine_without_compatibility_or_cache(
-    tmp_path: Path,
-    image_onnx: Path,
-    fake_trt: types.ModuleType,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, image_onnx: Path, trt: types.ModuleType
 ):
     model, info = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 4}]")
-    plan = tmp_path / "model.plan"
-    recorder = _Recorder(plan_path=plan)
-    _install(monkeypatch, recorder)
 
-    build_engine(image_onnx, plan, plan_options(model, info, timing_cache=None))
+    build_engine(image_onnx, tmp_path / "model.plan", plan_options(model, info, timing_cache=None))
 
-    _, kwargs = recorder.call("engine_from_network")
-    assert kwargs["save_timing_cache"] is None
-    config = kwargs["config"]
-    assert config.timing_cache_path is None
-    assert config.version_compatible is False
-    assert config.hardware_compatibility_level is None  # TensorRT's default: this GPU only
-    assert config.memory_pool_limits == {fake_trt.MemoryPoolType.WORKSPACE: 1024 * MIB}
+    (build,) = double_record(trt).builds
+    assert build.config.hardware_compatibility_level is None  # TensorRT's default: this GPU
+    assert "VERSION_COMPATIBLE" not in build.config.flags
+    assert build.config.memory_pool_limits == {"WORKSPACE": 1024 * MIB}
 
 
-def test_build_engine_maps_same_compute_capability(
-    tmp_path: Path,
-    image_onnx: Path,
-    fake_trt: types.ModuleType,
-    monkeypatch: pytest.MonkeyPatch,
+def test_same_compute_capability_resolves_only_where_tensorrt_has_it(
+    tmp_path: Path, image_onnx: Path, trt: types.ModuleType
 ):
     model, info = _model(
         tmp_path,
@@ -544,37 +452,40 @@ models:
      tensorrt: {hardware_compatibility: same_compute_capability}}
 """,
     )
-    recorder = _Recorder(plan_path=tmp_path / "model.plan")
-    _install(monkeypatch, recorder)
+    options = plan_options(model, info, timing_cache=None)
+    plan = tmp_path / "model.plan"
 
-    build_engine(image_onnx, tmp_path / "model.plan", plan_options(model, info, timing_cache=None))
-
-    config = recorder.call("engine_from_network")[1]["config"]
-    assert (
-        config.hardware_compatibility_level
-        is fake_trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
-    )
+    if not hasattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"):  # 10.8
+        with pytest.raises(EngineBuildError) as caught:
+            build_engine(image_onnx, plan, options)
+        assert (f"HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY, which TensorRT "
+                f"{trt.__version__} lacks") in str(caught.value)
+        assert not plan.exists()
+        return
+    build_engine(image_onnx, plan, options)
+    (build,) = double_record(trt).builds
+    assert build.config.hardware_compatibility_level == "SAME_COMPUTE_CAPABILITY"
 
 
 def test_failed_build_keeps_the_previous_plan_and_leaves_no_temp_file(
-    tmp_path: Path,
-    image_onnx: Path,
-    fake_trt: types.ModuleType,
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, image_onnx: Path, trt: types.ModuleType
 ):
     model, info = _model(tmp_path, "models: [{name: m, onnx: image.onnx, max_batch_size: 4}]")
+    good = plan_options(model, info, timing_cache=None)
+    # a profile of the wrong rank for `pixels`: TensorRT refuses it
+    wrong = ShapeRange(min=(1, 64), opt=(1, 64), max=(4, 64))
+    broken = PlanOptions(profiles=(ShapeProfile(shapes={"pixels": wrong}),),
+                         workspace_bytes=good.workspace_bytes, builder_optimization_level=3)
     plan = tmp_path / "repo" / "model.plan"
     plan.parent.mkdir()
     plan.write_bytes(b"previous plan")
-    recorder = _Recorder(plan_path=plan, fail_build=True)
-    _install(monkeypatch, recorder)
 
     with pytest.raises(EngineBuildError) as caught:
-        build_engine(image_onnx, plan, plan_options(model, info, timing_cache=None))
+        build_engine(image_onnx, plan, broken)
 
     assert str(image_onnx) in str(caught.value)
-    assert "Invalid Engine" in str(caught.value)
-    assert isinstance(caught.value.__cause__, PolygraphyException)
+    assert "input 'pixels' has rank 4" in str(caught.value)
+    assert isinstance(caught.value.__cause__, RuntimeError)
     assert plan.read_bytes() == b"previous plan"
     assert sorted(p.name for p in plan.parent.iterdir()) == ["model.plan"]
 
