@@ -18,10 +18,10 @@ help: ## list the targets
 
 setup: $(SETUP_STAMP) ## create or refresh .venv with everything (registry packages only)
 
-$(SETUP_STAMP): pyproject.toml scripts/install_system_deps.sh
+$(SETUP_STAMP): pyproject.toml constraints.txt scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	bash scripts/install_system_deps.sh
 	@touch $@
 
