@@ -4,7 +4,7 @@ It serves the same KServe v2 endpoints a client of the pipeline uses, with the s
 body Triton takes (JSON header + binary tensors, `Inference-Header-Content-Length`), so one
 load generator sends identical bytes to both:
 
-- ``POST /v2/models/{pipeline}/infer``: decode with `benchmarks.kserve_codec`, run the
+- ``POST /v2/models/{pipeline}/infer``: decode with `clients.kserve_codec`, run the
   pipeline, answer with the outputs asked for (binary or JSON, as Triton does);
 - ``GET /v2/health/ready`` and ``GET /v2/health/live``.
 
@@ -69,7 +69,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.inprocess_limit import TunedPipeline, available_cores, image_batch
-from benchmarks.kserve_codec import (
+from build_scripts.errors import BuildError
+from clients.kserve_codec import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
     JSON_CONTENT_TYPE,
@@ -81,7 +82,6 @@ from benchmarks.kserve_codec import (
     encode_error,
     encode_response,
 )
-from build_scripts.errors import BuildError
 from processing.step_api import StepInputError
 
 log = logging.getLogger(__name__)

@@ -452,7 +452,7 @@ def run_hey(
     """POST `body` with `headers` to `url` from `concurrency` closed-loop workers for
     `duration_s` (any positive number of seconds, to the millisecond).
 
-    For KServe requests pass `benchmarks.kserve_codec.encode_request(...)`'s body and
+    For KServe requests pass `clients.kserve_codec.encode_request(...)`'s body and
     `request_headers(header_length)` (Inference-Header-Content-Length, Content-Type).
 
     Content-Type defaults to application/octet-stream; Content-Length comes from the body.

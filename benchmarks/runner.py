@@ -25,7 +25,6 @@ from benchmarks.errors import BenchmarkError, PerfAnalyzerError
 from benchmarks.fastapi_peer import serve_peer
 from benchmarks.hey_driver import LoadResult, sweep
 from benchmarks.inprocess_limit import available_cores, measure_inprocess_limit
-from benchmarks.kserve_codec import encode_request, request_headers
 from benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer
 from benchmarks.report import (
     BenchResults,
@@ -41,6 +40,7 @@ from benchmarks.step_profile import profile_steps
 from benchmarks.workloads import PIPELINES, Workload, WorkloadName, load_workload
 from build_scripts.local_server.local_triton import LocalTriton
 from build_scripts.spec import BuildSpec, load_spec
+from clients.kserve_codec import encode_request, request_headers
 
 log = logging.getLogger(__name__)
 

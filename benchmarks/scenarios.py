@@ -22,15 +22,11 @@ import yaml
 from benchmarks.errors import ScenarioError
 from benchmarks.workloads import PIPELINES, WorkloadName
 from build_scripts.spec import NAME_PATTERN
+from clients import Protocol
 
 SCENARIOS_VERSION = 1
 MIN_TRIALS = 3  # perf_analyzer judges stability over the last 3 measurement windows
 MIN_INTERVAL_MS = 50
-
-
-class Protocol(str, Enum):
-    GRPC = "grpc"
-    HTTP = "http"
 
 
 class SharedMemory(str, Enum):

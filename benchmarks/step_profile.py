@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.kserve_codec import decode_request, encode_request
 from benchmarks.report import ProfileSection
 from benchmarks.workloads import Workload
 from build_scripts.reference_runner import ReferencePipeline
+from clients.kserve_codec import decode_request, encode_request
 from processing.images import decode_image
 
 BATCHES = (1, 16)

@@ -45,8 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.hey_driver import run_hey
-from benchmarks.kserve_codec import encode_request, request_headers
 from build_scripts.local_server.local_triton import LocalTriton
+from clients.kserve_codec import encode_request, request_headers
 from reliability.cpu_split import CpuSplit, halve_cpus, pinned_caller, pinned_processes
 from reliability.cpu_usage import CpuMeter, CpuShares
 from reliability.hey_overload import OpenLoopRun, offer_load, plan_open_loop

@@ -11,22 +11,25 @@ import http.client
 import json
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 from types import TracebackType
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2, service_pb2_grpc
-from tritonclient.utils import deserialize_bytes_tensor, triton_to_np_dtype
 
+from clients import Protocol
+from clients.kserve_codec import (
+    BINARY_CONTENT_TYPE,
+    HEADER_LENGTH,
+    CodecError,
+    decode_response,
+    join_body,
+    tensor_from_bytes,
+)
 from reliability.errors import ReliabilityError
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
-
-
-class Protocol(str, Enum):
-    HTTP = "http"
-    GRPC = "grpc"
+__all__ = ["MAX_MESSAGE_BYTES", "Protocol", "RawRequest", "RawTensor", "WireAnswer", "WireClient"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +55,6 @@ class WireAnswer:
     message: str  # the server's error text ("" on success)
     seconds: float
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def decode_output(datatype: str, shape: tuple[int, ...], data: bytes) -> np.ndarray:
-    if datatype == "BYTES":
-        return np.asarray(deserialize_bytes_tensor(data), dtype=np.object_).reshape(shape)
-    return np.frombuffer(data, dtype=triton_to_np_dtype(datatype)).reshape(shape)
 
 
 def _hostport(url: str) -> tuple[str, int]:
@@ -116,8 +113,7 @@ class WireClient:
                                  for n in request.outputs]
         else:
             header["parameters"] = {"binary_data_output": True}
-        head = json.dumps(header).encode()
-        body = head + b"".join(t.data for t in request.inputs)
+        body, head_length = join_body(header, [t.data for t in request.inputs])
         path = f"/v2/models/{request.model}"
         if request.version:
             path += f"/versions/{request.version}"
@@ -126,35 +122,34 @@ class WireClient:
         started = time.monotonic()
         try:
             connection.request("POST", f"{path}/infer", body=body, headers={
-                "Content-Type": "application/octet-stream",
-                "Inference-Header-Content-Length": str(len(head)),
+                "Content-Type": BINARY_CONTENT_TYPE,
+                HEADER_LENGTH: str(head_length),
             })
             response = connection.getresponse()
             payload = response.read()
-            length = response.getheader("Inference-Header-Content-Length")
+            length = response.getheader(HEADER_LENGTH)
         except OSError as e:
             return WireAnswer(ok=False, status="CONNECTION", message=f"{type(e).__name__}: {e}",
                               seconds=time.monotonic() - started)
         finally:
             connection.close()
         seconds = time.monotonic() - started
+        if response.status == 200:
+            try:
+                answer = decode_response(payload, int(length) if length else None)
+            except (CodecError, ValueError) as e:
+                return WireAnswer(ok=False, status="200", seconds=seconds,
+                                  message=f"undecodable answer: {e}")
+            return WireAnswer(ok=True, status="200", message="", seconds=seconds,
+                              outputs=dict(answer.outputs))
         text = payload[: int(length)] if length else payload
         try:
             parsed = json.loads(text) if text else {}
         except (ValueError, UnicodeDecodeError):
             parsed = {"error": text[:500].decode("utf-8", errors="replace")}
-        if response.status == 200:
-            outputs: dict[str, np.ndarray] = {}
-            offset = len(text)
-            for entry in parsed.get("outputs", ()):
-                size = int((entry.get("parameters") or {}).get("binary_data_size", 0))
-                outputs[str(entry["name"])] = decode_output(
-                    str(entry["datatype"]), tuple(entry["shape"]), payload[offset:offset + size])
-                offset += size
-            return WireAnswer(ok=True, status="200", message="", seconds=seconds,
-                              outputs=outputs)
-        return WireAnswer(ok=False, status=str(response.status),
-                          message=str(parsed.get("error", parsed)), seconds=seconds)
+        error = parsed.get("error", parsed) if isinstance(parsed, dict) else parsed
+        return WireAnswer(ok=False, status=str(response.status), message=str(error),
+                          seconds=seconds)
 
     # ------------------------------------------------------------------ gRPC
     def send_grpc(self, request: RawRequest) -> WireAnswer:
@@ -176,7 +171,7 @@ class WireClient:
             details = e.details() if hasattr(e, "details") else str(e)
             return WireAnswer(ok=False, status=getattr(code, "name", str(code)),
                               message=str(details), seconds=time.monotonic() - started)
-        outputs = {o.name: decode_output(o.datatype, tuple(o.shape), raw)
+        outputs = {o.name: tensor_from_bytes(raw, o.datatype, tuple(o.shape), name=o.name)
                    for o, raw in zip(response.outputs, response.raw_output_contents,
                                      strict=True)}
         return WireAnswer(ok=True, status="OK", message="", seconds=time.monotonic() - started,

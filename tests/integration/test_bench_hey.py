@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks.errors import BenchmarkError
 from benchmarks.hey_driver import find_hey, run_hey
-from benchmarks.kserve_codec import HEADER_LENGTH, decode_response, encode_request, request_headers
 from build_scripts.local_server.local_triton import ServerURLs
+from clients.kserve_codec import HEADER_LENGTH, decode_response, encode_request, request_headers
 from model_zoo.digits import encoded_split
 
 pytestmark = pytest.mark.integration

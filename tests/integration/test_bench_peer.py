@@ -20,14 +20,14 @@ import pytest
 
 from benchmarks.fastapi_peer import PeerServer, group_members, live_processes, serve_peer
 from benchmarks.inprocess_limit import image_batch, measure_inprocess_limit
-from benchmarks.kserve_codec import (
+from build_scripts.reference_runner import ReferencePipeline
+from clients.kserve_codec import (
     HEADER_LENGTH,
     decode_error,
     decode_response,
     encode_request,
     request_headers,
 )
-from build_scripts.reference_runner import ReferencePipeline
 from model_zoo.digits import encoded_split
 
 pytestmark = pytest.mark.integration

@@ -167,7 +167,7 @@ BAD_CASES = [
     (VALID.replace("workload: light, batch", "workload: medium, batch"),
      "perf_analyzer[0].workload", "must be one of light, heavy"),
     (VALID.replace("protocol: http", "protocol: websocket"), "perf_analyzer[2].protocol",
-     "must be one of grpc, http"),
+     "must be one of http, grpc"),
     (VALID.replace("shared_memory: system", "shared_memory: cuda"),
      "perf_analyzer[1].shared_memory", "must be one of none, system"),
     (VALID.replace("stability_percentile: 50", "stability_percentile: 100"),

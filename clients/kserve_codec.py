@@ -7,9 +7,11 @@ per element, a 4-byte little-endian length followed by the element's bytes. Inpu
 may also be carried as JSON `data` (flattened, row-major), which this codec reads and writes
 too.
 
-The load generators (hey, the urllib loop) send the bodies `encode_request` makes, and the
-FastAPI peer reads them with `decode_request`, so Triton and the peer receive identical bytes.
-JSON dicts stay inside this module: callers get `InferRequest` / `InferResponse`.
+The one codec of the project: the benchmarks' load generators send the bodies `encode_request`
+makes and their FastAPI peer reads them with `decode_request` (so Triton and the peer receive
+identical bytes); the reliability harness frames hand-built (deliberately inconsistent) requests
+with `join_body` and reads every answer with `decode_response` / `tensor_from_bytes`. JSON dicts
+stay inside this module: callers get `InferRequest` / `InferResponse`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.errors import BenchmarkError
+from clients.errors import ClientError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -33,7 +35,7 @@ JSON_CONTENT_TYPE = "application/json"
 _LENGTH = struct.Struct("<I")
 
 
-class CodecError(BenchmarkError):
+class CodecError(ClientError):
     """A body (or tensor) that is not a valid KServe v2 binary-data message."""
 
 
@@ -206,6 +208,14 @@ def _tensor_from_bytes(raw: bytes | memoryview, datatype: Datatype, shape: tuple
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
+def tensor_from_bytes(raw: bytes | memoryview, datatype: str, shape: Sequence[int], *,
+                      name: str = "tensor") -> np.ndarray:
+    """One tensor from its binary form (a gRPC raw content or an HTTP binary-data slice)."""
+    where = f"output {name!r}"
+    return _tensor_from_bytes(raw, _parse_datatype(datatype, where),
+                              _shape(list(shape), where), where)
+
+
 def _tensor_from_json(data: object, datatype: Datatype, shape: tuple[int, ...],
                       where: str) -> np.ndarray:
     try:
@@ -260,7 +270,8 @@ def _split_body(body: bytes, header_length: int | None) -> tuple[dict[str, Any],
     return header, memoryview(body)[header_length:]
 
 
-def _join(header: dict[str, Any], blobs: Sequence[bytes]) -> tuple[bytes, int]:
+def join_body(header: Mapping[str, Any], blobs: Sequence[bytes]) -> tuple[bytes, int]:
+    """A body of `header` (JSON, compact) then `blobs`, and the header's length."""
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     return b"".join([encoded, *blobs]), len(encoded)
 
@@ -337,7 +348,7 @@ def encode_request(
                              for name in outputs]
     else:
         header["parameters"] = {"binary_data_output": binary_outputs}
-    return _join(header, [e.blob for e in entries if e.blob is not None])
+    return join_body(header, [e.blob for e in entries if e.blob is not None])
 
 
 def request_headers(header_length: int) -> dict[str, str]:
@@ -391,7 +402,7 @@ def encode_response(
         header["id"] = response.request_id
     header["outputs"] = [e.header for e in entries]
     blobs = [e.blob for e in entries if e.blob is not None]
-    body, length = _join(header, blobs)
+    body, length = join_body(header, blobs)
     return body, (length if blobs else None)
 
 

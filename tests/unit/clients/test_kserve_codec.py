@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from benchmarks.kserve_codec import (
+from clients.kserve_codec import (
     HEADER_LENGTH,
     CodecError,
     Datatype,
