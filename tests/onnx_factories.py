@@ -94,3 +94,28 @@ def make_sequence_encoder(path: Path, *, second_axis: str | None = "sequence") -
         for value in (*graph.input, *graph.output):
             value.type.tensor_type.shape.dim[1].Clear()
     return _save(graph, path)
+
+
+# A tokenizer step (max_length 64) feeding make_sequence_encoder's model "enc.onnx".
+SEQUENCE_PIPELINE_SPEC = """
+models:
+  - name: enc
+    onnx: enc.onnx
+    max_batch_size: 16
+    tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
+python_steps:
+  - name: tok
+    function: processing.steps:tokenize_text
+    parameters: {max_length: 64}
+    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
+    outputs:
+      - {name: IDS, dtype: FP32, dims: [-1]}
+      - {name: MASK, dtype: FP32, dims: [-1]}
+    max_batch_size: 16
+pipelines:
+  - name: embed
+    max_batch_size: 16
+    steps:
+      - tok
+      - {model: enc, inputs: {ids: IDS, mask: MASK}}
+"""

@@ -26,7 +26,12 @@ from build_scripts.tensorrt_plan import (
     probe_tensorrt,
     timing_cache_path,
 )
-from tests.onnx_factories import make_classifier, make_image_model, make_sequence_encoder
+from tests.onnx_factories import (
+    SEQUENCE_PIPELINE_SPEC,
+    make_classifier,
+    make_image_model,
+    make_sequence_encoder,
+)
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.slow]
 
@@ -99,30 +104,6 @@ def test_real_plan_deserializes_with_the_derived_profiles(tmp_path: Path):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-ENCODER_PIPELINE = """
-models:
-  - name: enc
-    onnx: enc.onnx
-    max_batch_size: 16
-    tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
-python_steps:
-  - name: tok
-    function: processing.steps:tokenize_text
-    parameters: {max_length: 64}
-    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
-    outputs:
-      - {name: IDS, dtype: FP32, dims: [-1]}
-      - {name: MASK, dtype: FP32, dims: [-1]}
-    max_batch_size: 16
-pipelines:
-  - name: embed
-    max_batch_size: 16
-    steps:
-      - tok
-      - {model: enc, inputs: {ids: IDS, mask: MASK}}
-"""
-
-
 def _compare(onnx_path, plan, feeds, *, atol: float, rtol: float, ort_level=None) -> None:
     """Polygraphy's comparator: ONNX Runtime (CPU) against the plan, on the given feeds."""
     from polygraphy.backend.common import BytesFromPath
@@ -170,7 +151,7 @@ def test_a_plan_with_a_dynamic_sequence_axis_takes_every_length_in_its_profile(t
     from polygraphy.backend.trt import engine_from_path
 
     make_sequence_encoder(tmp_path / "enc.onnx")
-    spec = parse_spec(ENCODER_PIPELINE, tmp_path / "models.yaml")  # sequence fed up to 64
+    spec = parse_spec(SEQUENCE_PIPELINE_SPEC, tmp_path / "models.yaml")  # sequence fed up to 64
     model = spec.models[0]
     info = inspect_onnx(model.onnx)
     fed = fed_axis_bounds(spec, model.name, [t.name for t in info.inputs])

@@ -17,35 +17,12 @@ from build_scripts.plan_profiles import (
     fed_axis_bounds,
 )
 from build_scripts.spec import parse_spec
-from tests.onnx_factories import make_sequence_encoder
-
-PIPELINE = """
-models:
-  - name: enc
-    onnx: enc.onnx
-    max_batch_size: 16
-    tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
-python_steps:
-  - name: tok
-    function: processing.steps:tokenize_text
-    parameters: {max_length: 64}
-    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
-    outputs:
-      - {name: IDS, dtype: FP32, dims: [-1]}
-      - {name: MASK, dtype: FP32, dims: [-1]}
-    max_batch_size: 16
-pipelines:
-  - name: embed
-    max_batch_size: 16
-    steps:
-      - tok
-      - {model: enc, inputs: {ids: IDS, mask: MASK}}
-"""
+from tests.onnx_factories import SEQUENCE_PIPELINE_SPEC, make_sequence_encoder
 
 
 def test_a_tokenizer_step_bounds_the_sequence_axis_it_feeds(tmp_path: Path):
     make_sequence_encoder(tmp_path / "enc.onnx")
-    spec = parse_spec(PIPELINE, tmp_path / "models.yaml")
+    spec = parse_spec(SEQUENCE_PIPELINE_SPEC, tmp_path / "models.yaml")
     model = spec.models[0]
     info = inspect_onnx(model.onnx)
 
@@ -61,7 +38,7 @@ def test_a_tokenizer_step_bounds_the_sequence_axis_it_feeds(tmp_path: Path):
 
 def test_the_spec_overrides_a_dynamic_axis_by_its_dim_name(tmp_path: Path):
     make_sequence_encoder(tmp_path / "enc.onnx")
-    text = PIPELINE.replace(
+    text = SEQUENCE_PIPELINE_SPEC.replace(
         "tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}",
         "tensorrt: {opt_batch_size: 4, dynamic_axes: {sequence: {min: 2, opt: 32, max: 128}}}")
     spec = parse_spec(text, tmp_path / "models.yaml")
