@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_scripts.assets import asset_files
 from build_scripts.spec import BuildSpec, Target
 from build_scripts.toolchain import cache_key, generator_fingerprint, tool_versions
 
@@ -19,13 +20,14 @@ def default_cache_dir(spec: BuildSpec) -> Path:
 
 
 def input_files(spec: BuildSpec) -> list[Path]:
-    """Every file the spec reads: ONNX models, samples, labels."""
+    """Every file the spec reads: ONNX models, samples, labels, Python steps' assets."""
     files: list[Path | None] = []
     for m in spec.models:
         files += [m.onnx, m.serving.labels, m.calibration,
                   m.accuracy.holdout if m.accuracy else None,
                   m.warmup.samples if m.warmup else None]
     files += [s.serving.labels for s in spec.python_steps]
+    files += [f for s in spec.python_steps for a in s.assets.values() for f in asset_files(a)]
     return sorted({f for f in files if f is not None})
 
 

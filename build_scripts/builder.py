@@ -29,6 +29,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from build_scripts import releases
 from build_scripts.accuracy import AccuracyReport, check_accuracy
 from build_scripts.artifact_cache import ArtifactCache, link_or_copy
+from build_scripts.assets import asset_location, copy_asset
 from build_scripts.batch_guard import GUARD_LIBRARY, compile_batch_guard, needs_batch_guard
 from build_scripts.build_stamp import BuildStamp, default_cache_dir
 from build_scripts.config_io import write_config
@@ -40,7 +41,7 @@ from build_scripts.config_writer import (
     python_step_config,
 )
 from build_scripts.ensemble_check import validate_ensemble
-from build_scripts.errors import BuildError, EngineBuildError, EnsembleError
+from build_scripts.errors import BuildError, EngineBuildError, EnsembleError, UnsafePathError
 from build_scripts.manifest import (
     MANIFEST_NAME,
     ArtifactKind,
@@ -338,6 +339,7 @@ class _RepositoryBuilder:
         (version_dir / "model.py").write_text(PYTHON_STEP_SHIM)
         if step.serving.labels is not None:
             _copy_labels(step.serving.labels, model_dir, step.name)
+        _copy_assets(step, model_dir)
         if needs_batch_guard(step):  # malformed BYTES must not fail a whole batch
             link_or_copy(compile_batch_guard(self.cache), model_dir / GUARD_LIBRARY)
         self._write(python_step_config(step), model_dir)
@@ -380,6 +382,21 @@ def _copy_labels(source: Path, model_dir: Path, name: str) -> None:
         raise BuildError(f"{name}: labels file {source} not found")
     model_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, model_dir / LABELS_FILE)
+
+
+def _copy_assets(step: PythonStepSpec, model_dir: Path) -> None:
+    """Each asset into `<model dir>/assets/`, where the step's parameter names it."""
+    for parameter, source in sorted(step.assets.items()):
+        destination = model_dir / asset_location(source)
+        try:
+            count = copy_asset(source, destination)
+        except UnsafePathError as e:
+            raise UnsafePathError(f"python step {step.name!r}: asset {parameter!r}: {e}") from e
+        except (BuildError, OSError) as e:
+            raise BuildError(f"python step {step.name!r}: asset {parameter!r} ({source}) cannot "
+                             f"be copied: {e}") from e
+        log.info("%s: asset %s -> %s (%d file(s))", step.name, parameter,
+                 asset_location(source), count)
 
 
 def _release_surface(release: str | None) -> TensorRTSurface | None:

@@ -33,7 +33,7 @@ def _target_release(args: argparse.Namespace) -> str | None:
         return str(args.release)
     pinned = pinned_release(Path(args.spec).resolve().parent)
     if pinned is None:
-        log.info("no --release and no docker/versions.env beside %s: TensorRT options are not "
+        log.debug("no --release and no docker/versions.env beside %s: TensorRT options are not "
                  "checked against a release", args.spec)
     return pinned
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from build_scripts.assets import asset_location
 from build_scripts.onnx_inspect import OnnxModelInfo, OnnxTensor
 from build_scripts.spec import (
     DataType,
@@ -198,6 +199,7 @@ def python_step_config(step: PythonStepSpec) -> mc.ModelConfig:
     for tensor in tensors_from_spec(step.outputs):
         _fill_io(config.output.add(), tensor)
     parameters = {**step.serving.parameters, parameter_names.FUNCTION: step.function}
+    parameters.update({key: asset_location(path) for key, path in step.assets.items()})
     if step.serving.labels is not None:
         parameters[parameter_names.LABELS_FILE] = LABELS_FILE
     _common(config, step.serving, Target.LOCAL, parameters)

@@ -16,6 +16,12 @@ repository itself does not exist. Rules (layout rules follow Triton's model_repo
 - input/output dims contain no 0 and nothing below -1; empty dims need a `reshape` (a scalar is
   dims [1] with an empty reshape);
 - label files (`label_filename`) and warmup data files (`warmup/<input_data_file>`) exist;
+- the repository is self-contained: no config names a file outside its model directory. A
+  config parameter, label file or warmup file whose value is an absolute path (`/...`, `C:\\`)
+  or climbs with `..` is refused. By convention a parameter names a file only when it is
+  `labels_file` or its value lies under `assets/` (where the builder copies a Python step's
+  `assets:`); those must exist inside the model directory (symbolic links included). Other
+  parameter values ("0.485,0.456,0.406", "conf_threshold,iou_threshold") are not paths;
 - ensembles are wired correctly (`build_scripts.ensemble_check.validate_ensemble`);
 - with `release`: every TensorRT plan has a build manifest whose TensorRT version the release's
   TensorRT loads: the same major.minor.patch, or for a version-compatible plan an older build
@@ -52,10 +58,31 @@ log = logging.getLogger(__name__)
 _PLACEHOLDER = re.compile(r"\$\{[^}\n]*\}")
 _VERSION_DIR = re.compile(r"^[1-9][0-9]*$")
 _COMPUTE_CAPABILITY = re.compile(r"^\d+\.\d+$")
+_WINDOWS_ABSOLUTE = re.compile(r"^[A-Za-z]:[\\/]")
 # Model-directory entries that are not versions: custom configs (`configs/`), warmup data
-# (`warmup/`, where ModelWarmup.Input.input_data_file lives), Python's bytecode cache.
+# (`warmup/`, where ModelWarmup.Input.input_data_file lives), a Python step's assets
+# (`assets/`), Python's bytecode cache.
 WARMUP_DIR = "warmup"
-_NOT_VERSIONS = frozenset({"configs", WARMUP_DIR, "__pycache__"})
+_NOT_VERSIONS = frozenset({"configs", WARMUP_DIR, parameter_names.ASSETS_DIR, "__pycache__"})
+_SELF_CONTAINED = (
+    "a repository must be self-contained: copy the file into the model directory (a Python "
+    "step's `assets:` in the spec) and name it relative to the model directory"
+)
+
+
+def outside_problem(value: str) -> str | None:
+    """Why a path named in a config leaves its model directory by itself, or None."""
+    if value.startswith(("/", "\\")) or _WINDOWS_ABSOLUTE.match(value):
+        return "an absolute path"
+    if ".." in re.split(r"[\\/]", value):
+        return "which climbs out of the model directory with '..'"
+    return None
+
+
+def names_a_file(key: str, value: str) -> bool:
+    """Whether a config parameter names a file in the model directory, by convention."""
+    return key == parameter_names.LABELS_FILE or value == parameter_names.ASSETS_DIR or (
+        value.startswith(f"{parameter_names.ASSETS_DIR}/"))
 
 
 class ModelKind(str, Enum):
@@ -309,9 +336,22 @@ class _Linter:
     def _side_files(
         self, directory: Path, config_path: Path, config: model_config_pb2.ModelConfig
     ) -> None:
-        """Label files and warmup data named by the config exist in the model directory."""
+        """Label files, warmup data and assets named by the config are in the model directory."""
+        for key, parameter in sorted(config.parameters.items()):
+            value = parameter.string_value
+            what = f"parameter '{key}' names '{value}'"
+            outside = outside_problem(value)
+            if outside is not None:
+                self.add(config_path, f"{what}, {outside}; {_SELF_CONTAINED}")
+            elif names_a_file(key, value):
+                self._inside(directory, config_path, what, directory / value)
         for output in config.output:
-            if output.label_filename and not (directory / output.label_filename).is_file():
+            name = output.label_filename
+            outside = outside_problem(name) if name else None
+            if outside is not None:
+                self.add(config_path, f"output '{output.name}' names label file '{name}', "
+                                      f"{outside}; {_SELF_CONTAINED}")
+            elif name and not (directory / name).is_file():
                 self.add(
                     config_path,
                     f"output '{output.name}' names label file '{output.label_filename}', which "
@@ -320,12 +360,26 @@ class _Linter:
         for sample in config.model_warmup:
             for input_name, data in sorted(sample.inputs.items()):
                 name = data.input_data_file
-                if name and not (directory / WARMUP_DIR / name).is_file():
+                outside = outside_problem(name) if name else None
+                if outside is not None:
+                    self.add(config_path, f"warmup sample '{sample.name}' input '{input_name}' "
+                                          f"reads '{name}', {outside}; {_SELF_CONTAINED}")
+                elif name and not (directory / WARMUP_DIR / name).is_file():
                     self.add(
                         config_path,
                         f"warmup sample '{sample.name}' input '{input_name}' reads "
                         f"'{name}', which is not in {directory.name}/{WARMUP_DIR}/",
                     )
+
+    def _inside(self, directory: Path, config_path: Path, what: str, path: Path) -> None:
+        """`path` exists and, through any symbolic link, stays inside `directory`."""
+        if not path.exists():
+            self.add(config_path, f"{what}, which is not in {directory.name}/")
+            return
+        resolved = path.resolve()
+        if not resolved.is_relative_to(directory.resolve()):
+            self.add(config_path, f"{what}, which resolves to {resolved}, outside "
+                                  f"{directory.name}/; {_SELF_CONTAINED}")
 
     def _ensemble(
         self,

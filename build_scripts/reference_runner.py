@@ -17,7 +17,7 @@ import numpy as np
 
 from build_scripts.config_io import read_config
 from build_scripts.errors import BuildError
-from processing.step_api import StepContext, StepFunction
+from processing.step_api import StepContext, StepFunction, prepare_step
 from triton_adapters import parameters as parameter_names
 
 log = logging.getLogger(__name__)
@@ -71,8 +71,14 @@ def _load_step(repository: Path, name: str,
         if labels_file:
             labels = tuple((model_dir / labels_file).read_text(encoding="utf-8").splitlines())
         function = getattr(importlib.import_module(module_name), attr)
-        return _PythonStep(function=function,
-                           context=StepContext(parameters=parameters, labels=labels))
+        # As the adapter does: assets resolve against the model directory, prepared once here.
+        context = StepContext(parameters=parameters, labels=labels, model_dir=model_dir)
+        try:
+            prepared = prepare_step(function, context)
+        except Exception as e:  # the step's own check (ProcessingError, or its library's)
+            raise BuildError(f"{name}: {module_name}:{attr} cannot serve: "
+                             f"{type(e).__name__}: {e}") from e
+        return _PythonStep(function=function, context=prepared)
     onnx_path = version_dir / (parameters.get(parameter_names.ONNX_MODEL_FILE)
                                or parameter_names.DEFAULT_ONNX_MODEL_FILE)
     if not onnx_path.is_file() and name in onnx_models:

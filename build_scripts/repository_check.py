@@ -37,7 +37,8 @@ def _files(root: Path, *, ignore_plans: bool) -> set[str]:
         if not path.is_file() or "__pycache__" in path.parts:
             continue
         rel = path.relative_to(root)
-        if ignore_plans and len(rel.parts) == 3 and rel.name in _PLAN_ARTIFACTS:
+        if (ignore_plans and len(rel.parts) == 3 and rel.parts[1].isdigit()
+                and rel.name in _PLAN_ARTIFACTS):  # <model>/<version>/, not <model>/assets/
             continue
         if len(rel.parts) == 2 and rel.name == GUARD_LIBRARY:  # compiled here, git-ignored
             continue

@@ -7,6 +7,7 @@ the field path (for example `models[1].max_batch_size`) and the fix.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,12 +18,21 @@ from typing import Any, TypeVar
 import yaml
 
 from build_scripts.errors import SpecError
+from triton_adapters import parameters as parameter_names
 
 SPEC_VERSION = 1
 # Safe for Triton model names, file names and URLs: no separators, no dots-only names.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,62}$")
 TENSOR_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/\-]{0,127}$")
 FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+PARAMETER_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# What an asset is called inside `<model dir>/assets/`: its source's own name, kept plain.
+ASSET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
+# Parameters the adapter itself reads (or the builder writes): never an asset's parameter.
+ADAPTER_PARAMETERS = frozenset({
+    parameter_names.FUNCTION, parameter_names.LABELS_FILE, parameter_names.MAX_ELEMENT_BYTES,
+    parameter_names.TEXT_INPUTS, parameter_names.REQUEST_PARAMETERS,
+})
 
 
 class Target(str, Enum):
@@ -225,6 +235,9 @@ class PythonStepSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     serving: ServingOptions
+    # config parameter -> file or directory the step needs at serving time. The builder copies
+    # each into `<model dir>/assets/<its name>` and sets the parameter to that relative path.
+    assets: Mapping[str, Path] = field(default_factory=dict)
 
     @property
     def max_batch_size(self) -> int:
@@ -640,8 +653,45 @@ def _tensors(r: _Reader, key: str) -> tuple[TensorSpec, ...]:
     return tensors
 
 
+def _assets(r: _Reader, parameters: Mapping[str, str]) -> dict[str, Path]:
+    """`assets: {parameter: path}`; each path relative to the spec file, named plainly."""
+    if r.node is None:
+        return {}
+    if not isinstance(r.node, dict):
+        raise r.fail("must map config parameter names to paths, e.g. "
+                     "{tokenizer_dir: artifacts/text_encoder/tokenizer}")
+    assets: dict[str, Path] = {}
+    copied_to: dict[str, str] = {}
+    for key, value in r.node.items():
+        where = str(key)
+        if not isinstance(key, str) or not PARAMETER_NAME_PATTERN.match(key):
+            raise r.fail(f"{key!r} is not a parameter name: use letters, digits and '_'",
+                         where)
+        if key in ADAPTER_PARAMETERS:
+            raise r.fail(f"'{key}' is a parameter the adapter reads; name the asset after the "
+                         "parameter the step function reads (e.g. tokenizer_dir)", where)
+        if key in parameters:
+            raise r.fail(f"is also set in parameters ({parameters[key]!r}): an asset's "
+                         "parameter is set by the builder, remove it from parameters", where)
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise r.fail(f"must be a path to a file or directory, got {value!r}", where)
+        if Path(value).name in ("", ".", ".."):
+            raise r.fail(f"{value!r} names no file or directory of its own; name the file or "
+                         "directory itself", where)
+        path = Path(os.path.normpath(r.base_dir / value))
+        if not ASSET_NAME_PATTERN.match(path.name):
+            raise r.fail(f"{path.name!r} cannot be copied under that name: rename it to "
+                         "letters, digits, '_', '.' or '-'", where)
+        if path.name in copied_to:
+            raise r.fail(f"'{copied_to[path.name]}' and '{key}' both copy to "
+                         f"{parameter_names.ASSETS_DIR}/{path.name}; rename one of them", where)
+        copied_to[path.name] = key
+        assets[key] = path
+    return assets
+
+
 def _python_step(r: _Reader) -> PythonStepSpec:
-    r.mapping(_SERVING_KEYS | {"name", "function", "inputs", "outputs"})
+    r.mapping(_SERVING_KEYS | {"name", "function", "inputs", "outputs", "assets"})
     function = r.string("function", required=True)
     if not FUNCTION_PATTERN.match(function):
         raise r.fail(f"{function!r} must look like 'package.module:function'", "function")
@@ -662,6 +712,7 @@ def _python_step(r: _Reader) -> PythonStepSpec:
         inputs=inputs,
         outputs=_tensors(r, "outputs"),
         serving=serving,
+        assets=_assets(r.child("assets"), serving.parameters),
     )
 
 

@@ -13,7 +13,12 @@ from functools import lru_cache
 import numpy as np
 
 from processing import classification, detection, images, text
-from processing.step_api import StepContext, StepInputError, StepResult
+from processing.step_api import (
+    StepContext,
+    StepInputError,
+    StepResult,
+    prepared_by,
+)
 
 IMAGE = "IMAGE"
 PIXELS = "PIXELS"
@@ -103,9 +108,10 @@ def _image_rows(array: np.ndarray) -> np.ndarray:
     return array
 
 
+@prepared_by(image_settings)  # bad height/width/mean/std fail the model load
 def preprocess_images(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
     """IMAGE (BYTES [B, 1]) -> PIXELS (float32 [B, C, H, W]), bad images as row errors."""
-    settings = image_settings(context)
+    settings = context.prepared(image_settings)
     rows = _image_rows(require_input(inputs, IMAGE))
     pixels, errors = images.preprocess_images(
         list(rows),
@@ -229,18 +235,35 @@ def _text_rows(array: np.ndarray) -> np.ndarray:
     return array
 
 
+TOKENIZER_DIR = "tokenizer_dir"
+
+
+def prepare_tokenizer(context: StepContext) -> object:
+    """The step's tokenizer, loaded and checked (text.load_tokenizer) when the model loads.
+
+    Parameters: tokenizer_dir (the model's tokenizer files; an asset, relative to the model
+    directory) and max_length (longer texts are truncated; at most the model's maximum).
+    """
+    directory = context.asset_path(TOKENIZER_DIR)
+    max_length = _parse_int(context.parameters, "max_length", text.DEFAULT_MAX_LENGTH)
+    try:
+        return text.load_tokenizer(directory, max_length)
+    except text.TokenizerLoadError as e:
+        raise text.TokenizerLoadError(
+            f"parameter {TOKENIZER_DIR!r} ({context.parameters[TOKENIZER_DIR]!r}): {e}") from e
+
+
+@prepared_by(prepare_tokenizer)
 def tokenize_text(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
     """TEXT (BYTES [B, 1], UTF-8) -> INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS (int64 [B, L]).
 
-    Parameters: tokenizer_dir (the model's tokenizer files; relative paths resolve against
-    the project root) and max_length (longer texts are truncated). L is the longest row of
-    the batch after truncation. Empty text encodes as [CLS] [SEP]; non-UTF-8 is a row error.
+    The tokenizer comes from `prepare_tokenizer` (parameters tokenizer_dir and max_length).
+    L is the longest row of the batch after truncation. Empty text encodes as [CLS] [SEP];
+    non-UTF-8 is a row error.
     """
-    params = context.parameters
-    directory = _require_parameter(params, "tokenizer_dir")
-    max_length = _parse_int(params, "max_length", text.DEFAULT_MAX_LENGTH)
+    tokenizer = context.prepared(prepare_tokenizer)
     texts, errors = text.decode_texts(list(_text_rows(require_input(inputs, TEXT))))
-    encoded = text.tokenize(texts, directory=directory, max_length=max_length)
+    encoded = text.encode(tokenizer, texts)
     return StepResult(outputs={INPUT_IDS: encoded.input_ids,
                                ATTENTION_MASK: encoded.attention_mask,
                                TOKEN_TYPE_IDS: encoded.token_type_ids}, errors=errors)

@@ -22,20 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from processing.step_api import StepInputError
+from processing.step_api import StepConfigError, StepInputError
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
 SENTENCE_CONFIG_FILE = "sentence_bert_config.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MAX_LENGTH = 512
+_MAX_LENGTH_SOURCES = ((SENTENCE_CONFIG_FILE, "max_seq_length"),
+                       (TOKENIZER_CONFIG_FILE, "model_max_length"))
 
 
-class TokenizerLoadError(RuntimeError):
+class TokenizerLoadError(StepConfigError):
     """The tokenizer directory or its files are missing or unusable (a configuration error,
-    not the caller's: the adapter answers INTERNAL)."""
+    not the caller's: the model fails to load)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,47 +48,61 @@ class Encoded:
     token_type_ids: np.ndarray
 
 
-def resolve_directory(directory: str | Path) -> Path:
-    """An absolute path as is; a relative one against the project root (where models.yaml is)."""
-    path = Path(directory)
-    return path if path.is_absolute() else PROJECT_ROOT / path
-
-
-def model_max_length(directory: Path) -> int:
-    """sentence-transformers' max_seq_length, else the tokenizer's model_max_length, else 512."""
-    for name, key in ((SENTENCE_CONFIG_FILE, "max_seq_length"),
-                      (TOKENIZER_CONFIG_FILE, "model_max_length")):
+def declared_max_length(directory: Path) -> tuple[int, str] | None:
+    """The model's maximum length and the file declaring it: sentence-transformers'
+    max_seq_length, else the tokenizer's model_max_length; None when neither declares one."""
+    for name, key in _MAX_LENGTH_SOURCES:
         path = directory / name
         if path.is_file():
             try:
                 value = json.loads(path.read_text(encoding="utf-8")).get(key)
-            except (OSError, ValueError) as e:
+            except (OSError, ValueError, AttributeError) as e:
                 raise TokenizerLoadError(f"cannot read {path}: {e}") from e
             if isinstance(value, int) and 0 < value <= 1_000_000:
-                return value
-    return DEFAULT_MAX_LENGTH
+                return value, f"{name} {key}"
+    return None
+
+
+def model_max_length(directory: Path) -> int:
+    """sentence-transformers' max_seq_length, else the tokenizer's model_max_length, else 512."""
+    declared = declared_max_length(directory)
+    return declared[0] if declared is not None else DEFAULT_MAX_LENGTH
 
 
 @lru_cache(maxsize=8)
-def load_tokenizer(directory: str, max_length: int) -> object:
-    """The fast tokenizer of `directory`, truncating at `max_length`, padding to the longest."""
+def load_tokenizer(directory: Path, max_length: int) -> object:
+    """The fast tokenizer of `directory`, truncating at `max_length`, padding to the longest.
+
+    Checks what serving needs, so that a model using it fails to load rather than its requests:
+    the directory and its tokenizer.json exist and load, 2 <= max_length <= the maximum the
+    model declares, and the tokenizer encodes a text. `directory` is used as given (a relative
+    path is relative to the working directory, as anywhere in Python).
+    """
     from tokenizers import Tokenizer  # noqa: PLC0415 -- only text steps need it
 
-    path = resolve_directory(directory) / TOKENIZER_FILE
+    if not directory.is_dir():
+        raise TokenizerLoadError(f"tokenizer directory {directory} not found (export the model "
+                                 "with `python -m model_zoo text-encoder`)")
+    path = directory / TOKENIZER_FILE
     if not path.is_file():
         raise TokenizerLoadError(f"tokenizer file {path} not found (export the model with "
                                  "`python -m model_zoo text-encoder`)")
     if max_length < 2:
         raise TokenizerLoadError(f"max_length must be >= 2, got {max_length}")
+    declared = declared_max_length(directory)
+    if declared is not None and max_length > declared[0]:
+        raise TokenizerLoadError(f"max_length {max_length} exceeds the model's maximum "
+                                 f"{declared[0]} ({declared[1]} in {directory})")
     try:
         tokenizer = Tokenizer.from_file(str(path))
+        padding = tokenizer.padding or {}
+        tokenizer.enable_truncation(max_length=max_length)
+        tokenizer.enable_padding(pad_id=int(padding.get("pad_id", 0)),
+                                 pad_type_id=int(padding.get("pad_type_id", 0)),
+                                 pad_token=str(padding.get("pad_token", "[PAD]")))
+        tokenizer.encode_batch(["", "a text"])
     except Exception as e:  # the Rust tokenizer raises its own Exception type
         raise TokenizerLoadError(f"cannot load {path}: {e}") from e
-    padding = tokenizer.padding or {}
-    tokenizer.enable_truncation(max_length=max_length)
-    tokenizer.enable_padding(pad_id=int(padding.get("pad_id", 0)),
-                             pad_type_id=int(padding.get("pad_type_id", 0)),
-                             pad_token=str(padding.get("pad_token", "[PAD]")))
     log.info("loaded tokenizer %s (max_length %d)", path, max_length)
     return tokenizer
 
@@ -114,7 +129,11 @@ def decode_texts(rows: Sequence[object]) -> tuple[list[str], dict[int, str]]:
 
 def tokenize(texts: Sequence[str], *, directory: str | Path, max_length: int) -> Encoded:
     """Batch-encode `texts` with the model's tokenizer, truncated and padded to the longest."""
-    tokenizer = load_tokenizer(str(directory), max_length)
+    return encode(load_tokenizer(Path(directory), max_length), texts)
+
+
+def encode(tokenizer: object, texts: Sequence[str]) -> Encoded:
+    """Batch-encode `texts` with a tokenizer from `load_tokenizer`."""
     encodings = tokenizer.encode_batch(list(texts))  # type: ignore[attr-defined]
     if not encodings:
         empty = np.zeros((0, 2), dtype=np.int64)

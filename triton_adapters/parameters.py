@@ -9,3 +9,7 @@ MAX_ELEMENT_BYTES = "max_element_bytes"  # bound on one BYTES element of a Pytho
 TEXT_INPUTS = "text_inputs"  # comma-separated BYTES inputs of a Python step that must be UTF-8
 REQUEST_PARAMETERS = "request_parameters"  # comma-separated request parameters that override
 #                                            step parameters of the same name, per request
+# A Python step's assets (tokenizers, vocabularies) are copied into `<model dir>/assets/` at
+# build time, and the step's parameter names them relative to the model directory
+# ("assets/tokenizer"); the adapter resolves such paths against the model directory.
+ASSETS_DIR = "assets"

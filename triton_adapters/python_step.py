@@ -3,8 +3,12 @@
 The model directory holds a one-line `model.py`:
 `from triton_adapters.python_step import TritonPythonModel  # noqa: F401`.
 The stub imports that file and instantiates `TritonPythonModel` from its namespace.
-All requests of an `execute` call go through the function ONCE; a request whose rows fail
-gets its own INVALID_ARG error response, logged on the server, and the others succeed.
+`initialize` prepares the step (`processing.step_api.prepare_step`): a step that needs assets
+loads and checks them there, against the model's own directory (`args["model_repository"]`),
+so a missing or broken asset fails the model load with its reason, and READY means the model
+can serve. All requests of an `execute` call go through the function ONCE; a request whose
+rows fail gets its own INVALID_ARG error response, logged on the server, and the others
+succeed.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import importlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,7 @@ from processing.step_api import (
     decode_utf8,
     element_size_problem,
     non_finite_problem,
+    prepare_step,
 )
 from triton_adapters import parameters as parameter_names
 from triton_adapters.batching import (
@@ -235,17 +241,24 @@ class TritonPythonModel:
             raise AdapterConfigError(f"{self.model_name}: config has no "
                                      f"{parameter_names.FUNCTION!r} parameter naming the step "
                                      "function")
-        self.function = resolve_function(parameters[parameter_names.FUNCTION])
-        path = labels_path(config, Path(args["model_repository"]))
+        function_name = parameters[parameter_names.FUNCTION]
+        self.function = resolve_function(function_name)
+        model_dir = Path(args["model_repository"])  # this model's directory in the repository
+        path = labels_path(config, model_dir)
         labels = read_labels(path) if path is not None else ()
-        self.context = StepContext(parameters=parameters, labels=labels)
+        context = StepContext(parameters=parameters, labels=labels, model_dir=model_dir)
+        try:
+            self.context = prepare_step(self.function, context)
+        except Exception as e:  # the step's own check: Triton reports it as the load failure
+            raise AdapterConfigError(f"{self.model_name}: {function_name} cannot serve: "
+                                     f"{type(e).__name__}: {e}") from e
         self.inputs = config_tensors(config, "input", pb_utils.triton_string_to_numpy)
         self.outputs = config_tensors(config, "output", pb_utils.triton_string_to_numpy)
         self.batched = int(config.get("max_batch_size") or 0) > 0
         self.validate = InputValidator(self.inputs, parameters)
         self.request_parameters = allowed_request_parameters(parameters)
-        log.info("%s: step %s loaded with %d labels", self.model_name,
-                 parameters[parameter_names.FUNCTION], len(labels))
+        log.info("%s: step %s loaded with %d labels%s", self.model_name, function_name,
+                 len(labels), " and prepared" if self.context.preparation else "")
 
     def _run_grouped(self, requests: Sequence[Any],
                      per_request: Sequence[Mapping[str, np.ndarray]]) -> list[Outcome]:
@@ -258,8 +271,8 @@ class TritonPythonModel:
             groups.setdefault(key, []).append(i)
         outcomes: list[Outcome | None] = [None] * len(per_request)
         for overrides, members in groups.items():
-            context = StepContext(parameters={**self.context.parameters, **dict(overrides)},
-                                  labels=self.context.labels)
+            context = replace(self.context,
+                              parameters={**self.context.parameters, **dict(overrides)})
 
             def call(inputs: Mapping[str, np.ndarray],
                      context: StepContext = context) -> StepResult:

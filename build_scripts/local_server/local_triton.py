@@ -15,10 +15,13 @@ The pieces, one module each:
 - `server_log` and `server_http`: readiness, the repository
   index and the server's own reason when a start fails.
 
-The server runs with the project root as its working directory: the stub runs an isolated
-interpreter that ignores PYTHONPATH (verified), but its `sys.path` starts with '' (the
-working directory), so a `model.py` can `import triton_adapters` and `import processing`
-even before the project is installed into the virtualenv.
+The server runs in a working directory unrelated to the checkout (an empty directory of its
+own, or `working_dir`), as in the serving image, so a repository that only works from the
+checkout fails here too. The stub imports `triton_adapters` and `processing` from the
+environment: `PATH` makes it take this virtualenv's `sys.prefix`, whose site-packages hold the
+project (installed, editable, by `make setup`). PYTHONPATH cannot add them: the stub runs an
+isolated interpreter that ignores it (verified); its `sys.path` starts with '' (the working
+directory), which is how the serving image finds the copies in its app folder.
 
 The server gets SIGTERM when the *thread* that started it exits, so start it from a thread
 that outlives it (the main thread, normally). Dynamic model loading (`explicit` and `poll`
@@ -91,7 +94,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout; the server never runs in it
 
 _SERVER_NAME = "tritonserver"
 _PORT_ATTEMPTS = 3
@@ -219,6 +222,9 @@ class LocalTriton:
             raise ServerError(f"the server is already started (pid {self._proc.pid})")
         if not self._repository.is_dir():
             raise ServerError(f"model repository {self._repository} is not a directory")
+        working_dir = self._options.working_dir
+        if working_dir is not None and not working_dir.is_dir():
+            raise ServerError(f"working directory {working_dir} is not a directory")
         check_requested_ports(self._options)
         installation = self._installation or find_tritonserver()
         try:
@@ -275,10 +281,19 @@ class LocalTriton:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("wb" if first else "ab") as log_file:
             offset = log_file.tell()
-            # cwd: '' on the stub's sys.path, so model.py files import the project's packages
-            self._proc = spawn_group_leader(command, env=env, cwd=PROJECT_ROOT, output=log_file)
+            self._proc = spawn_group_leader(command, env=env, cwd=self._working_dir(),
+                                            output=log_file)
         self._launched_at = time.monotonic()
         return ServerLogReader(self._log_path, offset=offset)  # only this attempt's lines
+
+    def _working_dir(self) -> Path:
+        """The server's working directory: `working_dir`, else an empty one of its own."""
+        if self._options.working_dir is not None:
+            return self._options.working_dir
+        assert self._workdir is not None
+        own = self._workdir / "cwd"
+        own.mkdir(exist_ok=True)
+        return own
 
     def _wait_ready(self, reader: ServerLogReader, *, retry_on_port_conflict: bool) -> bool:
         """True when ready; False when a picked port was taken (retry); raises otherwise."""

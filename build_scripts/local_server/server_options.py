@@ -108,6 +108,7 @@ class ServerSettings(TypedDict, total=False):
     startup_timeout_s: float
     stop_timeout_s: float
     restricted_apis: ApiRestriction | None
+    working_dir: Path | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,8 +117,10 @@ class ServerOptions:
 
     Ports left as None are picked free at start. `load_models` needs `model_control`
     "explicit". `extra_args` go to tritonserver as they are; do not pass `--log-file` (the log
-    is the server's stdout and stderr, written to `log_path`). `model_control` is stored as a
-    `ModelControl`, `load_models` and `extra_args` as tuples, `log_path` resolved.
+    is the server's stdout and stderr, written to `log_path`). `working_dir` is the server's
+    working directory (default: an empty directory of its own); nothing a repository serves
+    may depend on it. `model_control` is stored as a `ModelControl`, `load_models` and
+    `extra_args` as tuples, `log_path` and `working_dir` resolved.
     """
 
     http_port: int | None = None
@@ -131,6 +134,7 @@ class ServerOptions:
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 30.0
     restricted_apis: ApiRestriction | None = None
+    working_dir: Path | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -145,6 +149,8 @@ class ServerOptions:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if self.log_path is not None:
             object.__setattr__(self, "log_path", Path(self.log_path).resolve())
+        if self.working_dir is not None:
+            object.__setattr__(self, "working_dir", Path(self.working_dir).resolve())
         if self.load_models and control is not ModelControl.EXPLICIT:
             raise ServerError(
                 f"load_models={list(self.load_models)} needs model_control='explicit' "

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from build_scripts.builder import build_repository
 from build_scripts.config_io import read_config
-from build_scripts.errors import AccuracyGateError, EngineBuildError
+from build_scripts.errors import AccuracyGateError, BuildError, EngineBuildError, UnsafePathError
 from build_scripts.lint import lint_repository
 from build_scripts.manifest import read_manifest
 from build_scripts.repository_check import check_repository
@@ -243,3 +243,83 @@ def test_tensor_names_never_shape_paths(tmp_path: Path) -> None:
     assert not (tmp_path / "escape").exists() and not (out.parent / "escape").exists()
     assert read_config(out / "clf" / "config.pbtxt").model_warmup[0].inputs[evil].input_data_file \
         == "input_0"
+
+
+# --------------------------------------------------------------------------- assets
+
+ASSET_SPEC = """
+python_steps:
+  - name: tok
+    function: processing.steps:tokenize_text
+    parameters: {max_length: 8}
+    assets: {tokenizer_dir: data/tokenizer, vocab_file: data/vocab.txt}
+    max_batch_size: 4
+    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
+    outputs: [{name: INPUT_IDS, dtype: INT64, dims: [-1]}]
+"""
+
+
+def write_assets(root: Path) -> Path:
+    tokenizer = root / "data" / "tokenizer"
+    (tokenizer / "nested").mkdir(parents=True)
+    (tokenizer / "tokenizer.json").write_bytes(b'{"version": "1.0"}\n')
+    (tokenizer / "nested" / "extra.bin").write_bytes(bytes(range(256)))
+    (tokenizer / "nested" / "linked.bin").symlink_to(tokenizer / "nested" / "extra.bin")
+    (root / "data" / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    return tokenizer
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_assets_are_copied_into_the_model_and_named_relative_to_it(tmp_path: Path) -> None:
+    tokenizer = write_assets(tmp_path)
+    spec = parse_spec(ASSET_SPEC, tmp_path / "models.yaml")
+    out = tmp_path / "repo"
+    build(spec, out)
+    model_dir = out / "tok"
+    assert files_of(model_dir / "assets" / "tokenizer") == {
+        "nested/extra.bin": bytes(range(256)),
+        "nested/linked.bin": bytes(range(256)),  # a link inside the asset: copied as a file
+        "tokenizer.json": b'{"version": "1.0"}\n',
+    }
+    assert not (model_dir / "assets" / "tokenizer" / "nested" / "linked.bin").is_symlink()
+    assert (model_dir / "assets" / "vocab.txt").read_text() == "[PAD]\n[UNK]\n"
+    parameters = read_config(model_dir / "config.pbtxt").parameters
+    assert parameters["tokenizer_dir"].string_value == "assets/tokenizer"
+    assert parameters["vocab_file"].string_value == "assets/vocab.txt"
+    assert parameters["max_length"].string_value == "8"
+    assert lint_repository(out) == []
+    assert check_repository(spec, target=Target.LOCAL, repository=out,
+                            cache_dir=tmp_path / "cache") == []
+    # byte-identical on a rebuild elsewhere, and a changed asset is noticed by the stamp
+    again = tmp_path / "again"
+    build(spec, again)
+    assert files_of(again) == files_of(out)
+    (tokenizer / "tokenizer.json").write_bytes(b'{"version": "2.0"}\n')
+    assert not build(spec, out).up_to_date
+    assert (model_dir / "assets" / "tokenizer" / "tokenizer.json").read_bytes() == (
+        b'{"version": "2.0"}\n')
+
+
+def test_missing_asset_fails_the_build_naming_step_parameter_and_path(tmp_path: Path) -> None:
+    write_assets(tmp_path)
+    (tmp_path / "data" / "vocab.txt").unlink()
+    spec = parse_spec(ASSET_SPEC, tmp_path / "models.yaml")
+    with pytest.raises(BuildError) as info:
+        build(spec, tmp_path / "repo")
+    message = str(info.value)
+    assert "tok" in message and "vocab_file" in message
+    assert str(tmp_path / "data" / "vocab.txt") in message
+    assert not (tmp_path / "repo").exists()
+
+
+def test_asset_symlink_leaving_the_asset_is_refused(tmp_path: Path) -> None:
+    tokenizer = write_assets(tmp_path)
+    (tmp_path / "secret.txt").write_text("not for the repository")
+    (tokenizer / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    spec = parse_spec(ASSET_SPEC, tmp_path / "models.yaml")
+    with pytest.raises(UnsafePathError, match="leak.txt"):
+        build(spec, tmp_path / "repo")

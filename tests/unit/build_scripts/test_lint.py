@@ -369,3 +369,88 @@ def test_warmup_directory_and_side_files(repo: Path) -> None:
     (repo / "digits_classifier" / "labels.txt").write_text("0\n1\n")
     (repo / "digits_classifier" / "warmup" / "pixels").write_bytes(bytes(8 * 8 * 4))
     assert lint(repo) == []
+
+
+def set_parameters(config: mc.ModelConfig, **values: str) -> mc.ModelConfig:
+    for key, value in values.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def test_self_contained_assets_and_ordinary_parameters_pass(repo: Path) -> None:
+    config = set_parameters(
+        digits_configs()["digits_preprocess"],
+        function="processing.steps:preprocess_images", mean="0.485,0.456,0.406",
+        request_parameters="conf_threshold,iou_threshold", note="wait... then go",
+        ratio="1/2", tokenizer_dir="assets/tokenizer", vocab="assets/vocab.txt",
+        labels_file="labels.txt")
+    rewrite(repo, "digits_preprocess", config)
+    model_dir = repo / "digits_preprocess"
+    (model_dir / "assets" / "tokenizer").mkdir(parents=True)
+    (model_dir / "assets" / "tokenizer" / "tokenizer.json").write_text("{}")
+    (model_dir / "assets" / "vocab.txt").write_text("[PAD]\n")
+    (model_dir / "labels.txt").write_text("a\n")
+    assert lint(repo) == []  # assets/ is not a version directory either
+
+
+def test_parameters_naming_paths_outside_the_model_directory(repo: Path) -> None:
+    config = set_parameters(
+        digits_configs()["digits_preprocess"],
+        tokenizer_dir="/work/main/artifacts/text_encoder/tokenizer",
+        vocab="assets/../../digits/config.pbtxt", windows="C:\\models\\vocab.txt",
+        up="..", labels_file="labels.txt", missing_asset="assets/tokenizer")
+    rewrite(repo, "digits_preprocess", config)
+
+    problems = lint(repo)
+    prefix = "digits_preprocess/config.pbtxt: parameter "
+    assert problems == [
+        f"{prefix}'labels_file' names 'labels.txt', which is not in digits_preprocess/",
+        f"{prefix}'missing_asset' names 'assets/tokenizer', which is not in digits_preprocess/",
+        f"{prefix}'tokenizer_dir' names '/work/main/artifacts/text_encoder/tokenizer', an "
+        "absolute path; a repository must be self-contained: copy the file into the model "
+        "directory (a Python step's `assets:` in the spec) and name it relative to the model "
+        "directory",
+        f"{prefix}'up' names '..', which climbs out of the model directory with '..'; a "
+        "repository must be self-contained: copy the file into the model directory (a Python "
+        "step's `assets:` in the spec) and name it relative to the model directory",
+        f"{prefix}'vocab' names 'assets/../../digits/config.pbtxt', which climbs out of the "
+        "model directory with '..'; a repository must be self-contained: copy the file into "
+        "the model directory (a Python step's `assets:` in the spec) and name it relative to "
+        "the model directory",
+        f"{prefix}'windows' names 'C:\\models\\vocab.txt', an absolute path; a repository must "
+        "be self-contained: copy the file into the model directory (a Python step's `assets:` "
+        "in the spec) and name it relative to the model directory",
+    ]
+
+
+def test_asset_that_is_a_symlink_out_of_the_model_directory(repo: Path, tmp_path: Path) -> None:
+    config = set_parameters(digits_configs()["digits_preprocess"],
+                            tokenizer_dir="assets/tokenizer")
+    rewrite(repo, "digits_preprocess", config)
+    outside = tmp_path / "outside_tokenizer"
+    outside.mkdir()
+    (repo / "digits_preprocess" / "assets").mkdir()
+    (repo / "digits_preprocess" / "assets" / "tokenizer").symlink_to(outside)
+
+    (problem,) = lint(repo)
+    assert problem.startswith("digits_preprocess/config.pbtxt: parameter 'tokenizer_dir' names "
+                              "'assets/tokenizer', which resolves to ")
+    assert "outside digits_preprocess/" in problem
+
+
+def test_label_and_warmup_files_cannot_climb_out(repo: Path) -> None:
+    config = digits_configs()["digits_classifier"]
+    config.output[0].label_filename = "../digits_postprocess/labels.txt"
+    sample = config.model_warmup.add(name="w", batch_size=1)
+    sample.inputs["pixels"].data_type = mc.TYPE_FP32
+    sample.inputs["pixels"].dims.extend([1, 8, 8])
+    sample.inputs["pixels"].input_data_file = "/etc/hostname"
+    rewrite(repo, "digits_classifier", config)
+    (repo / "digits_postprocess" / "labels.txt").write_text("0\n")
+
+    problems = lint(repo)
+    assert len(problems) == 2
+    assert "output 'logits' names label file '../digits_postprocess/labels.txt', which climbs " \
+        "out of the model directory with '..'" in problems[0]
+    assert "warmup sample 'w' input 'pixels' reads '/etc/hostname', an absolute path" in \
+        problems[1]

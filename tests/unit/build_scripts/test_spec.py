@@ -204,3 +204,51 @@ def test_bytes_input_step_with_queue_delay_is_rejected() -> None:
     message = error_of(BYTES_STEP + "    dynamic_batching: {max_queue_delay_us: 100}\n")
     assert "python_steps[0].dynamic_batching.max_queue_delay_us: must be 0" in message
     assert "malformed BYTES framing" in message
+
+
+# --------------------------------------------------------------------------- assets
+
+ASSET_STEP = """
+python_steps:
+  - name: tok
+    function: processing.steps:tokenize_text
+    max_batch_size: 4
+    inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
+    outputs: [{name: INPUT_IDS, dtype: INT64, dims: [-1]}]
+"""
+
+
+def test_assets_map_parameters_to_paths_relative_to_the_spec() -> None:
+    text = ASSET_STEP + ("    assets: {tokenizer_dir: artifacts/enc/tokenizer/, "
+                         "vocab: ./a/../b/vocab.txt}\n")
+    (step,) = parse(text).python_steps
+    base = SOURCE.resolve().parent
+    assert dict(step.assets) == {"tokenizer_dir": base / "artifacts" / "enc" / "tokenizer",
+                                 "vocab": base / "b" / "vocab.txt"}
+    (plain,) = parse(ASSET_STEP).python_steps
+    assert dict(plain.assets) == {}
+
+
+def test_asset_parameter_cannot_also_be_a_parameter() -> None:
+    text = ASSET_STEP + ("    parameters: {tokenizer_dir: elsewhere}\n"
+                         "    assets: {tokenizer_dir: artifacts/tokenizer}\n")
+    message = error_of(text)
+    assert message.startswith("models.yaml: python_steps[0].assets.tokenizer_dir: ")
+    assert "also set in parameters" in message
+
+
+@pytest.mark.parametrize(("assets", "problem"), [
+    ("[artifacts/tokenizer]", "must map config parameter names to paths"),
+    ("{tokenizer_dir: 3}", "must be a path"),
+    ("{tokenizer_dir: ''}", "must be a path"),
+    ("{'bad name': tok}", "is not a parameter name"),
+    ("{function: tok}", "the adapter reads"),
+    ("{labels_file: tok}", "the adapter reads"),
+    ("{tokenizer_dir: '..'}", "names no file or directory"),
+    ("{tokenizer_dir: 'my tokenizer'}", "cannot be copied under that name"),
+    ("{a: x/tokenizer, b: y/tokenizer}", "both copy to assets/tokenizer"),
+])
+def test_bad_assets_are_spec_errors(assets: str, problem: str) -> None:
+    message = error_of(ASSET_STEP + f"    assets: {assets}\n")
+    assert "python_steps[0].assets" in message
+    assert problem in message

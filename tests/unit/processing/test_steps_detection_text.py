@@ -11,7 +11,7 @@ import yaml
 from PIL import Image
 
 from processing import steps
-from processing.step_api import StepContext, StepInputError
+from processing.step_api import StepConfigError, StepContext, StepInputError, prepare_step
 from tests.unit.processing.test_text import tokenizer_dir  # noqa: F401 -- fixture
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -97,3 +97,28 @@ def test_models_yaml_matches_the_example_models() -> None:
     assert post["parameters"]["conf_threshold"] == detector.EVAL_CONF_THRESHOLD
     assert post["parameters"]["iou_threshold"] == detector.EVAL_IOU_THRESHOLD
     assert by_name["text_tokenize"]["parameters"]["max_length"] == 256
+
+
+def test_tokenizer_asset_resolves_against_the_model_directory(
+        tokenizer_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    import shutil
+
+    model_dir = tmp_path / "text_tokenize"
+    shutil.copytree(tokenizer_dir, model_dir / "assets" / "tokenizer")
+    context = StepContext(parameters={"tokenizer_dir": "assets/tokenizer", "max_length": "6"},
+                          model_dir=model_dir)
+    prepared = prepare_step(steps.tokenize_text, context)
+    assert prepared.preparation is not None  # the tokenizer was loaded when the model loaded
+    result = steps.tokenize_text({"TEXT": rows(b"hello world")}, prepared)
+    assert result.outputs["INPUT_IDS"].tolist() == [[2, 4, 5, 3]]
+
+
+def test_tokenizer_step_fails_to_prepare_without_its_tokenizer(tmp_path: Path) -> None:
+    context = StepContext(parameters={"tokenizer_dir": "assets/tokenizer", "max_length": "8"},
+                          model_dir=tmp_path)
+    missing = tmp_path / "assets" / "tokenizer"
+    with pytest.raises(StepConfigError, match=f"tokenizer_dir.*{missing}"):
+        prepare_step(steps.tokenize_text, context)
+    with pytest.raises(StepConfigError, match="is relative"):
+        prepare_step(steps.tokenize_text,
+                     StepContext(parameters={"tokenizer_dir": "assets/tokenizer"}))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from processing import text
-from processing.step_api import StepInputError
+from processing.step_api import StepConfigError, StepInputError
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "the", "cat"]
 
@@ -26,7 +26,7 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
     directory = tmp_path_factory.mktemp("tokenizer")
     tok.save(str(directory / "tokenizer.json"))
-    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 6}))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16}))
     return directory
 
 
@@ -44,7 +44,7 @@ def test_tokenize_truncates_long_texts_to_max_length(tokenizer_dir: Path) -> Non
 
 def test_model_max_length_prefers_sentence_transformers_config(tokenizer_dir: Path,
                                                                tmp_path: Path) -> None:
-    assert text.model_max_length(tokenizer_dir) == 6
+    assert text.model_max_length(tokenizer_dir) == 16
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 128}))
     assert text.model_max_length(tmp_path) == 128
     assert text.model_max_length(tmp_path / "missing") == text.DEFAULT_MAX_LENGTH
@@ -75,3 +75,28 @@ def test_cosine_similarity_rows() -> None:
     a = np.array([[1.0, 0.0], [0.0, 2.0]])
     b = np.array([[2.0, 0.0], [2.0, 0.0]])
     np.testing.assert_allclose(text.cosine_similarity(a, b), [1.0, 0.0])
+
+
+def test_load_tokenizer_checks_everything_it_needs(tokenizer_dir: Path, tmp_path: Path) -> None:
+    assert issubclass(text.TokenizerLoadError, StepConfigError)
+    assert text.load_tokenizer(tokenizer_dir, 6) is text.load_tokenizer(tokenizer_dir, 6)
+    with pytest.raises(text.TokenizerLoadError, match=f"directory {tmp_path / 'absent'} "):
+        text.load_tokenizer(tmp_path / "absent", 6)
+    with pytest.raises(text.TokenizerLoadError, match="max_length must be >= 2"):
+        text.load_tokenizer(tokenizer_dir, 1)
+    with pytest.raises(text.TokenizerLoadError,
+                       match=r"max_length 17 exceeds .* 16 \(sentence_bert_config.json"):
+        text.load_tokenizer(tokenizer_dir, 17)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "tokenizer.json").write_text("{not json")
+    with pytest.raises(text.TokenizerLoadError, match=f"cannot load {broken / 'tokenizer.json'}"):
+        text.load_tokenizer(broken, 8)
+
+
+def test_relative_directories_are_not_resolved_against_the_checkout(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # a relative path means the working directory, nothing else
+    assert not hasattr(text, "PROJECT_ROOT")
+    with pytest.raises(text.TokenizerLoadError, match="not found"):
+        text.tokenize(["x"], directory="artifacts/text_encoder/tokenizer", max_length=8)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from processing.step_api import StepContext, StepResult
+from tests.unit.processing.test_text import tokenizer_dir  # noqa: F401 -- fixture
 from tests.unit.triton_adapters import pb_utils_standin as standin
 from triton_adapters import python_step
 from triton_adapters.batching import AdapterConfigError
@@ -168,3 +169,49 @@ def test_shim_model_py_exposes_the_class(tmp_path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.TritonPythonModel is python_step.TritonPythonModel
+
+
+TOKENIZE_IO = (
+    [{"name": "TEXT", "data_type": "TYPE_STRING", "dims": [1]}],
+    [{"name": "INPUT_IDS", "data_type": "TYPE_INT64", "dims": [-1]},
+     {"name": "ATTENTION_MASK", "data_type": "TYPE_INT64", "dims": [-1]},
+     {"name": "TOKEN_TYPE_IDS", "data_type": "TYPE_INT64", "dims": [-1]}],
+)
+
+
+def tokenize_config() -> dict:
+    return step_config("text_tokenize", "processing.steps:tokenize_text", *TOKENIZE_IO,
+                       tokenizer_dir="assets/tokenizer", max_length="6", text_inputs="TEXT")
+
+
+def test_initialize_loads_the_tokenizer_from_the_model_directory(
+        tmp_path: Path, pb: ModuleType, tokenizer_dir: Path) -> None:  # noqa: F811
+    import shutil
+
+    shutil.copytree(tokenizer_dir, tmp_path / "assets" / "tokenizer")
+    model = load_model(tmp_path, tokenize_config())
+    assert model.context.model_dir == tmp_path
+    assert model.context.preparation is not None  # loaded in initialize, not on first request
+    shutil.rmtree(tmp_path / "assets")  # nothing is read from disk per request
+    (response,) = model.execute([standin.request(TEXT=np.array([[b"hello world"]],
+                                                               dtype=object))])
+    assert response.as_dict()["INPUT_IDS"].tolist() == [[2, 4, 5, 3]]
+
+
+@pytest.mark.parametrize("breakage", ["missing", "broken"])
+def test_initialize_fails_when_the_tokenizer_is_missing_or_broken(
+        tmp_path: Path, pb: ModuleType, tokenizer_dir: Path, breakage: str) -> None:  # noqa: F811
+    import shutil
+
+    shutil.copytree(tokenizer_dir, tmp_path / "assets" / "tokenizer")
+    tokenizer_file = tmp_path / "assets" / "tokenizer" / "tokenizer.json"
+    if breakage == "missing":
+        tokenizer_file.unlink()
+    else:
+        tokenizer_file.write_text("{truncated")
+    with pytest.raises(AdapterConfigError) as info:
+        load_model(tmp_path, tokenize_config())
+    message = str(info.value)
+    assert message.startswith("text_tokenize: processing.steps:tokenize_text cannot serve: ")
+    assert "TokenizerLoadError" in message and "'tokenizer_dir'" in message
+    assert str(tokenizer_file) in message
