@@ -59,7 +59,7 @@ def _build(args: argparse.Namespace) -> int:
         if not args.verbose:
             logging.getLogger("build_scripts").setLevel(logging.WARNING)
         diffs = check_repository(spec, target=target, repository=args.out,
-                                 cache_dir=args.cache_dir, release=release)
+                                 cache_dir=args.cache_dir, release=release, on_gate=print)
         for diff in diffs:
             print(diff)
         if diffs:

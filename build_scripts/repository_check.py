@@ -6,6 +6,7 @@ import difflib
 import filecmp
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,19 +72,23 @@ def compare_trees(expected: Path, actual: Path, *, ignore_plans: bool) -> list[D
 
 
 def check_repository(spec: BuildSpec, *, target: Target, repository: Path,
-                     cache_dir: Path | None = None,
-                     release: str | None = None) -> list[Difference]:
+                     cache_dir: Path | None = None, release: str | None = None,
+                     on_gate: Callable[[str], None] | None = None) -> list[Difference]:
     """Regenerate into a temp dir and list every difference from `repository`.
 
     For the `tensorrt` target the plans are not built (TensorRT need not be present):
     everything else is compared, and plan binaries and their manifests are ignored.
+    `on_gate` receives one line per precision variant: its accuracy gate, as measured.
     """
     ignore_plans = target is Target.TENSORRT
     with tempfile.TemporaryDirectory(prefix="build-check-") as tmp:
         generated = Path(tmp) / "repository"
-        build_repository(spec, target=target, out=generated, cache_dir=cache_dir,
-                         skip_plans=ignore_plans, remember=False, nominal_out=repository,
-                         release=release)
+        result = build_repository(spec, target=target, out=generated, cache_dir=cache_dir,
+                                  skip_plans=ignore_plans, remember=False,
+                                  nominal_out=repository, release=release)
         diffs = compare_trees(generated, repository, ignore_plans=ignore_plans)
+    for model in result.models:
+        if on_gate is not None and model.accuracy is not None:
+            on_gate(f"accuracy gate: {model.accuracy.describe()}")
     log.info("check of %s: %d difference(s)", repository, len(diffs))
     return diffs

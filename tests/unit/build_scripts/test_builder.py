@@ -224,6 +224,19 @@ def test_check_detects_drift(spec: BuildSpec, tmp_path: Path) -> None:
     assert "max_batch_size: 16" in diffs[0].detail
 
 
+def test_check_reports_each_accuracy_gate_as_measured(spec: BuildSpec, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build(spec, out, target=Target.TENSORRT, skip_plans=True)
+    lines: list[str] = []
+
+    check_repository(spec, target=Target.TENSORRT, repository=out,
+                     cache_dir=tmp_path / "cache", on_gate=lines.append)
+
+    assert len(lines) == 1
+    assert lines[0].startswith("accuracy gate: clf_fp16 (fp16)")
+    assert "top1_agreement" in lines[0] and "PASS" in lines[0]
+
+
 def test_tensor_names_never_shape_paths(tmp_path: Path) -> None:
     import onnx
 
