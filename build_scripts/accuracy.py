@@ -21,19 +21,43 @@ reference model's FIRST graph output. Metrics (spec.AccuracyMetric):
 Rows where the candidate is non-finite (inf/NaN: fp16 overflow) but the reference is finite
 count as the worst case: disagreement, cosine -1, difference inf. Higher-is-better metrics pass
 when measured >= threshold; max_abs_diff passes when measured <= threshold.
+
+How the models are evaluated (the figure must not depend on the build host's CPU):
+
+- Both models run with graph optimizations off and ONNX Runtime's QDQ transformers disabled
+  (gate_session_options). With its default (`all`/`extended`) optimizations ONNX Runtime fuses
+  DequantizeLinear -> MatMul/Conv -> QuantizeLinear into its own u8s8 int8 kernels, whose
+  results depend on the instruction set: without AVX-512 VNNI / AVX-VNNI (AVX2, AVX-512BW) the
+  u8 x s8 pair sums saturate at int16 (measured: min cosine 0.9457 instead of 0.9983 on a small
+  classifier). TensorRT never computes that way. Unfused, every Q/DQ pair is exact
+  fake-quantization in fp32 (QuantizeLinear rounds x / scale half-to-even and saturates,
+  DequantizeLinear multiplies back), which is the arithmetic the int8 plan approximates.
+- fp16 tensors are evaluated as "fp16 storage, fp32 compute" (emulate_fp16): the model is
+  rewritten to fp32 with every fp16 tensor rounded to fp16 (a Cast pair) where it is produced.
+  ONNX Runtime's own fp16 path depends on the host: its native fp16 kernels are registered
+  only where MLAS reports fp16 vector arithmetic (ARM64 with FP16, e.g. Grace), and on x86 it
+  runs fp16 nodes through inserted fp32 Casts and then drops the fp16 rounding between them, so
+  the activations never see fp16 at all. The rewrite makes the figure identical on every host
+  and closer to TensorRT, which stores fp16 activations between layers.
+- Every report records the evaluation mode and the host's instruction set (host_isa).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
+from google.protobuf.message import DecodeError
+from onnx import TensorProto, helper, numpy_helper
 
 from build_scripts.errors import AccuracyGateError, PrecisionError
 from build_scripts.samples import (
@@ -62,6 +86,7 @@ class Comparison:
     samples: int  # batch rows fed to both models
     output_name: str
     nonfinite_rows: int = 0  # rows where the candidate is inf/NaN and the reference is not
+    evaluation: str = ""  # how the candidate was run (evaluation_mode)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +102,8 @@ class AccuracyReport:
     passed: bool
     output_name: str = ""
     nonfinite_rows: int = 0
+    evaluation: str = ""  # e.g. "ONNX Runtime CPU, Q/DQ as fp32 fake-quantization (...)"
+    host_isa: str = ""  # the build host's instruction set (host_isa), for the record
 
     @property
     def margin(self) -> float:
@@ -93,10 +120,12 @@ class AccuracyReport:
         output = f" [output {self.output_name}]" if self.output_name else ""
         nonfinite = (f", {self.nonfinite_rows} rows non-finite in the candidate"
                      if self.nonfinite_rows else "")
+        context = "; ".join(part for part in (
+            self.evaluation, f"host {self.host_isa}" if self.host_isa else "") if part)
         return (f"{self.model_name} ({self.precision.value}){output}: {self.metric.value} "
                 f"{self.measured:{fmt}} over {self.samples} samples{nonfinite}, budget "
                 f"{relation} {self.threshold:{fmt}} (margin {self.margin:+{fmt}}) "
-                f"{'PASS' if self.passed else 'FAIL'}")
+                f"{'PASS' if self.passed else 'FAIL'}{f' [{context}]' if context else ''}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for the manifest's `accuracy` field."""
@@ -109,6 +138,8 @@ class AccuracyReport:
             "output": self.output_name,
             "nonfinite_rows": self.nonfinite_rows,
             "passed": self.passed,
+            "evaluation": self.evaluation,
+            "host_isa": self.host_isa,
         }
 
 
@@ -250,9 +281,179 @@ def _row_cosine(ref: np.ndarray, cand: np.ndarray, bad: np.ndarray) -> np.ndarra
     return np.clip(cos, -1.0, 1.0)
 
 
-def _session(path: Path, role: str) -> ort.InferenceSession:
+# ------------------------------------------------------------------------------- evaluation
+
+# ONNX Runtime settings of every gate session (see the module doc): no graph optimizations, and
+# the QDQ transformers off as well (`session.disable_quant_qdq`), so no level ever fuses Q/DQ
+# into host-dependent int8 kernels or quantizes a bias.
+GATE_OPTIMIZATION_LEVEL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+GATE_SESSION_CONFIG: dict[str, str] = {"session.disable_quant_qdq": "1"}
+
+QDQ_EVALUATION = "Q/DQ as fp32 fake-quantization"
+FP16_EVALUATION = "fp16 tensors rounded to fp16, computed in fp32"
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+# /proc/cpuinfo flags that decide how ONNX Runtime's (and other) int8/fp16 CPU kernels compute.
+_ISA_FLAGS = {"x86": ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+                      "avx512_fp16"),
+              "arm": ("asimd", "asimdhp", "asimddp", "i8mm", "sve", "bf16")}
+
+
+def gate_session_options() -> ort.SessionOptions:
+    """The SessionOptions every accuracy-gate session uses (host-independent arithmetic)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = GATE_OPTIMIZATION_LEVEL
+    for key, value in GATE_SESSION_CONFIG.items():
+        options.add_session_config_entry(key, value)
+    return options
+
+
+@cache
+def host_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The host's CPU and the instruction-set extensions that matter for int8/fp16 kernels.
+
+    E.g. 'x86_64 avx2 avx512f avx512bw avx512_vnni (no avx_vnni, amx_int8, avx512_fp16)'.
+    Read from /proc/cpuinfo (the first CPU's flags/Features line); 'unknown' where absent.
+    """
+    machine = platform.machine() or "unknown"
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return f"{machine} (flags unknown)"
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags = set(value.split())
+            break
+    wanted = _ISA_FLAGS["arm" if machine.lower() in ("aarch64", "arm64") else "x86"]
+    present = [f for f in wanted if f in flags]
+    absent = [f for f in wanted if f not in flags]
+    return f"{machine} {' '.join(present) or '(none)'}" + \
+        (f" (no {', '.join(absent)})" if absent else "")
+
+
+def evaluation_mode(model: onnx.ModelProto) -> str:
+    """How the gate runs `model`, e.g. 'ONNX Runtime CPU, Q/DQ as fp32 fake-quantization
+    (host-independent)'."""
+    parts = []
+    if any(n.op_type in _QDQ_OPS for n in model.graph.node):
+        parts.append(QDQ_EVALUATION)
+    if _has_fp16(model):
+        parts.append(FP16_EVALUATION)
+    return f"ONNX Runtime CPU, {', '.join(parts) or 'fp32'} (host-independent)"
+
+
+def _has_fp16(model: onnx.ModelProto) -> bool:
+    graph = model.graph
+    if any(t.data_type == TensorProto.FLOAT16 for t in graph.initializer):
+        return True
+    for vi in (*graph.input, *graph.value_info, *graph.output):
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            return True
+    return any(_casts_to_fp16(n) for n in graph.node)
+
+
+def _casts_to_fp16(node: onnx.NodeProto) -> bool:
+    return any(a.name in ("to", "dtype") and a.type == onnx.AttributeProto.INT
+               and a.i == TensorProto.FLOAT16 for a in node.attribute)
+
+
+def emulate_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` rewritten to fp32 with every fp16 tensor rounded to fp16 where it is produced.
+
+    fp16 initializers and constants become fp32 (exactly); `to`/`dtype` attributes naming fp16
+    name fp32; each node output (and graph input) that was fp16 is followed by
+    Cast(to=fp16) -> Cast(to=fp32) under its original name, so every consumer reads the value
+    rounded (and overflowed to inf) exactly as fp16 storage would hold it, while the ops compute
+    in fp32 ("fp16 storage, fp32 compute"). A model without fp16 is returned unchanged.
+    Raises PrecisionError for fp16 inside subgraphs (If/Loop/Scan bodies), not supported here.
+    """
+    if not _has_fp16(model):
+        return model
+    for node in model.graph.node:
+        for attr in node.attribute:
+            graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            if any(_has_fp16(helper.make_model(g)) for g in graphs):
+                raise PrecisionError(f"node {node.name or node.op_type}: fp16 inside a subgraph "
+                                     "cannot be evaluated host-independently")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except (onnx.shape_inference.InferenceError, ValueError) as e:
+        raise PrecisionError(f"fp16 evaluation: shape inference failed: {e}") from e
+    graph = inferred.graph
+    fp16 = {vi.name for vi in (*graph.input, *graph.value_info, *graph.output)
+            if vi.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    fp16 |= {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    g = out.graph
+    for i, tensor in enumerate(g.initializer):
+        if tensor.data_type == TensorProto.FLOAT16:
+            g.initializer[i].CopyFrom(numpy_helper.from_array(
+                numpy_helper.to_array(tensor).astype(np.float32), tensor.name))
+    nodes: list[onnx.NodeProto] = []
+    for vi in g.input:
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+            _round_to_fp16(g, vi.name, nodes, rename_producer=None)
+    for node in g.node:
+        for attr in node.attribute:
+            if attr.name in ("to", "dtype") and attr.type == onnx.AttributeProto.INT \
+                    and attr.i == TensorProto.FLOAT16:
+                attr.i = TensorProto.FLOAT
+            elif attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == \
+                    TensorProto.FLOAT16:
+                attr.t.CopyFrom(numpy_helper.from_array(
+                    numpy_helper.to_array(attr.t).astype(np.float32), attr.t.name))
+        nodes.append(node)
+        if node.op_type in ("Constant", "ConstantOfShape"):
+            continue  # its fp16 value is exact in fp32 already
+        for out_name in node.output:
+            if out_name in fp16:
+                _round_to_fp16(g, out_name, nodes, rename_producer=node)
+    for vi in g.output:
+        if vi.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            vi.type.tensor_type.elem_type = TensorProto.FLOAT
+    del g.value_info[:]
+    del g.node[:]
+    g.node.extend(nodes)
+    return out
+
+
+def _round_to_fp16(graph: onnx.GraphProto, name: str, nodes: list[onnx.NodeProto], *,
+                   rename_producer: onnx.NodeProto | None) -> None:
+    """Make `name` hold its value rounded to fp16: the producer writes `name`__fp32 instead."""
+    raw, half = f"{name}__fp32", f"{name}__fp16"
+    if rename_producer is not None:
+        for i, out in enumerate(rename_producer.output):
+            if out == name:
+                rename_producer.output[i] = raw
+    else:  # a graph input: its consumers read the rounded copy
+        for node in graph.node:
+            for i, inp in enumerate(node.input):
+                if inp == name:
+                    node.input[i] = raw
+        raw, name = name, raw
+    nodes.append(helper.make_node("Cast", [raw], [half], to=TensorProto.FLOAT16,
+                                  name=f"{half}_round"))
+    nodes.append(helper.make_node("Cast", [half], [name], to=TensorProto.FLOAT,
+                                  name=f"{half}_widen"))
+
+
+def _session(path: Path, role: str) -> tuple[ort.InferenceSession, str]:
+    """A gate session for `path` and its evaluation mode (see the module doc)."""
+    try:
+        model = onnx.load(str(path))
+    except (OSError, ValueError, DecodeError) as e:
+        raise PrecisionError(f"{role} model {path}: cannot read it: {e}") from e
+    mode = evaluation_mode(model)
+    try:
+        data = emulate_fp16(model).SerializeToString() if _has_fp16(model) else str(path)
+        return ort.InferenceSession(data, gate_session_options(),
+                                    providers=["CPUExecutionProvider"]), mode
+    except PrecisionError as e:
+        raise PrecisionError(f"{role} model {path}: {e}") from e
     except Exception as e:  # ORT's pybind errors (Fail, InvalidGraph, NoSuchFile, ...)
         raise PrecisionError(f"{role} model {path}: ONNX Runtime cannot load it: "
                              f"{type(e).__name__}: {e}") from e
@@ -272,7 +473,8 @@ def compare(
     `truth` holds the ground-truth arrays map50_delta needs (rows aligned with `samples`).
     """
     reference, candidate = Path(reference), Path(candidate)
-    ref_sess, cand_sess = _session(reference, "reference"), _session(candidate, "candidate")
+    (ref_sess, _), (cand_sess, mode) = (_session(reference, "reference"),
+                                        _session(candidate, "candidate"))
     name = output_name or ref_sess.get_outputs()[0].name
     for path, sess in ((reference, ref_sess), (candidate, cand_sess)):
         names = [o.name for o in sess.get_outputs()]
@@ -303,7 +505,7 @@ def compare(
         log.warning("%s: %d of %d rows of output %r are inf/NaN where the reference is finite",
                     candidate, acc.nonfinite_rows, acc.rows, name)
     return Comparison(metric=metric, measured=acc.value(), samples=total, output_name=name,
-                      nonfinite_rows=acc.nonfinite_rows)
+                      nonfinite_rows=acc.nonfinite_rows, evaluation=mode)
 
 
 def _run(sess: ort.InferenceSession, path: Path, output: str,
@@ -361,6 +563,8 @@ def evaluate_accuracy(
         passed=budget_met(budget.metric, result.measured, threshold),
         output_name=result.output_name,
         nonfinite_rows=result.nonfinite_rows,
+        evaluation=result.evaluation,
+        host_isa=host_isa(),
     )
 
 

@@ -9,11 +9,25 @@ decided here, where ONNX Runtime on the CPU can also check its accuracy (see acc
   types in `SENSITIVE_OPS` (plus the spec's `keep_fp32_ops`) keep computing in fp32. The fp16
   round trips the converter leaves between two fp32 regions (Cast to fp16 straight into a Cast to
   fp32) are removed, so blocked ops really hand fp32 to each other and to the graph outputs.
-- int8: explicit Q/DQ (QuantizeLinear/DequantizeLinear pairs) from
-  `onnxruntime.quantization.quantize_static`, in the form TensorRT consumes: int8 activations and
-  weights, symmetric (every zero point is 0), per-channel weight scales, bias left in fp32 and
-  Q/DQ placed on the inputs of the compute ops only (`INT8_OPS`). Calibration runs on real,
-  preprocessed samples with ONNX Runtime's MinMax calibrator.
+- int8: explicit Q/DQ (QuantizeLinear/DequantizeLinear pairs) in the form TensorRT consumes,
+  built by build_scripts.quantization (its module doc has the recipe: Q/DQ on the inputs of the
+  weighted ops with a constant weight, symmetric, per-channel weights, fp32 bias, residual
+  placement, outlier smoothing, sensitive MatMuls kept out of int8).
+  What stays outside Q/DQ stays fp32, not fp16, although NVIDIA's strongly typed recipe for
+  TensorRT 11 is an fp16 model with int8 Q/DQ. Accuracy is not the reason: the fp16 transform
+  applied to the int8 text_encoder (Q/DQ blocked) measured 0.9906 mean pooled cosine against
+  0.9897 in fp32. The form is: the sources are opset 17, where Q/DQ scales must be fp32, so
+  an fp16 graph wraps every Q/DQ in Casts (fp16 -> Cast -> Q -> DQ -> Cast -> MatMul; over a
+  hundred Casts on text_encoder). Whether TensorRT 10/11 still fuse Q/DQ through those Casts
+  into int8 kernels cannot be checked on a host without TensorRT; if not, the MatMuls run in
+  fp16 on dequantized weights, a silent loss of int8 that no accuracy gate sees (and ORT's
+  converter emitted duplicate node names for some block lists). The clean form is opset >= 19
+  with fp16 scales, where DequantizeLinear produces fp16 itself; until that is built and
+  verified with a TensorRT build, int8 models keep fp32 outside Q/DQ (TensorRT runs LayerNorm,
+  Softmax, GELU, attention and the MatMuls kept out of int8 in fp32 there).
+
+The accuracy gate (accuracy.py) evaluates every precision host-independently: Q/DQ as exact
+fp32 fake-quantization, fp16 tensors rounded to fp16 with fp32 compute.
 
 Outputs are written atomically (temp file + os.replace) and are byte-identical for identical
 inputs. Graph input/output dtypes never change, so the Triton config is the same for every
@@ -22,7 +36,8 @@ precision.
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import hashlib
 import heapq
 import logging
 import os
@@ -36,25 +51,10 @@ import onnx
 import onnxruntime as ort
 from google.protobuf.message import DecodeError
 from onnx import TensorProto
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
-from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from build_scripts.errors import PrecisionError
-from build_scripts.samples import (
-    SamplePurpose,
-    batch_size_for,
-    conform_samples,
-    iter_batches,
-    read_model_inputs,
-    sample_count,
-)
+from build_scripts.quantization import INT8_OPS, int8_op_types, to_int8
 from build_scripts.spec import Precision
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,23 @@ SENSITIVE_OPS: tuple[str, ...] = (
     "Log",
 )
 
-# Op types whose inputs get Q/DQ in the int8 transform: the compute-bound ops TensorRT runs as
-# int8 kernels. NVIDIA's placement rule is "quantize the inputs of these ops, not the outputs";
-# everything else (Softmax, normalizations, residual Adds) keeps fp32, and TensorRT fuses the
-# rest around them.
-INT8_OPS: tuple[str, ...] = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+__all__ = ["INT8_OPS", "SENSITIVE_OPS", "fp16_block_list", "int8_op_types",
+           "transform_fingerprint", "transform_precision"]
+
+# The modules whose code decides a transformed model and its accuracy-gate figure.
+_TRANSFORM_MODULES = ("precision.py", "quantization.py", "accuracy.py", "samples.py")
+
+
+@functools.cache
+def transform_fingerprint() -> str:
+    """Hash of the transform and gate code (_TRANSFORM_MODULES): part of the precision cache key,
+    so a changed recipe or evaluation never serves a stale cached model or figure."""
+    digest = hashlib.sha256()
+    root = Path(__file__).parent
+    for name in _TRANSFORM_MODULES:
+        digest.update(name.encode())
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def transform_precision(
@@ -136,7 +148,7 @@ def transform_precision(
         if calibration is None:
             raise PrecisionError(f"{label}: int8 needs calibration samples (an .npz of real, "
                                  "preprocessed inputs keyed by input name); none were given")
-        model = _to_int8(source, label, calibration, keep_fp32_ops)
+        model = to_int8(source, label, calibration, keep_fp32_ops)
     else:  # pragma: no cover - exhaustive over Precision
         raise PrecisionError(f"{label}: unsupported precision {precision!r}")
     _check_io_unchanged(_load(source, label), model, label, precision)
@@ -325,138 +337,6 @@ def _topological_sort(graph: onnx.GraphProto, label: str) -> None:
         raise PrecisionError(f"{label}: the transformed graph has a cycle (nodes {stuck})")
     del graph.node[:]
     graph.node.extend(nodes[i] for i in order)
-
-
-# ----------------------------------------------------------------------------------------- int8
-
-
-class _SampleReader(CalibrationDataReader):
-    """Feeds calibration samples to ONNX Runtime's calibrator, batch by batch, in file order."""
-
-    def __init__(self, samples: Mapping[str, np.ndarray], batch_size: int) -> None:
-        self._samples = {name: samples[name] for name in sorted(samples)}
-        self._batch_size = batch_size
-        self._batches = iter_batches(self._samples, batch_size)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:  # type: ignore[override]
-        return next(self._batches, None)
-
-    def rewind(self) -> None:
-        self._batches = iter_batches(self._samples, self._batch_size)
-
-
-def int8_op_types(keep_fp32_ops: Sequence[str] = ()) -> list[str]:
-    """The op types whose inputs get Q/DQ (INT8_OPS minus the spec's keep_fp32_ops)."""
-    return [op for op in INT8_OPS if op not in set(keep_fp32_ops)]
-
-
-def _to_int8(
-    source: Path, label: str, calibration: Mapping[str, np.ndarray],
-    keep_fp32_ops: Sequence[str],
-) -> onnx.ModelProto:
-    inputs = read_model_inputs(source)
-    samples = conform_samples(calibration, inputs, model=label,
-                              purpose=SamplePurpose.CALIBRATION)
-    batch_size = batch_size_for(inputs, sample_count(samples), model=label)
-    op_types = int8_op_types(keep_fp32_ops)
-    with tempfile.TemporaryDirectory(prefix="precision-int8-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quantized = Path(tmp) / "quantized.onnx"
-        _prepare_for_quantization(source, prepared, label)
-        excluded = _exclusions(_load(source, label), prepared, label, op_types, keep_fp32_ops)
-        try:
-            quantize_static(
-                str(prepared), str(quantized), _SampleReader(samples, batch_size),
-                quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
-                nodes_to_exclude=excluded,
-                per_channel=True,
-                reduce_range=False,
-                activation_type=QuantType.QInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                calibration_providers=["CPUExecutionProvider"],
-                extra_options={
-                    "ActivationSymmetric": True,  # zero point 0: TensorRT requires it
-                    "WeightSymmetric": True,
-                    # TensorRT consumes fp32 bias and quantizes it itself; an int32 bias DQ is
-                    # not part of its explicit-quantization pattern.
-                    "QuantizeBias": False,
-                    # Q/DQ on the inputs of INT8_OPS only (NVIDIA's placement rule).
-                    "OpTypesToExcludeOutputQuantization": op_types,
-                },
-            )
-        except Exception as e:  # ORT's quantizer raises ORT, onnx, numpy and assert errors
-            raise PrecisionError(f"{label}: int8 quantization (quantize_static) failed: "
-                                 f"{type(e).__name__}: {e}") from e
-        model = _load(quantized, label)
-    qdq = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
-    if qdq == 0:
-        raise PrecisionError(f"{label}: int8 quantization inserted no QuantizeLinear nodes")
-    log.debug("%s: int8 calibrated on %d samples (batch %d), %d QuantizeLinear nodes", label,
-              sample_count(samples), batch_size, qdq)
-    return model
-
-
-def _exclusions(
-    source: onnx.ModelProto, prepared: Path, label: str, op_types: Sequence[str],
-    keep_fp32_ops: Sequence[str],
-) -> list[str]:
-    """Name the prepared graph's nodes and list those keep_fp32_ops must keep out of int8.
-
-    Pre-processing fuses MatMul+Add into Gemm, so `keep_fp32_ops: [MatMul]` must also exclude
-    the Gemms whose weight a MatMul read in the source. Unnamed nodes get stable names
-    (`<op>_<index>`) so nodes_to_exclude can address them. The prepared model is rewritten.
-    """
-    model = _load(prepared, label)
-    taken = {n.name for n in model.graph.node if n.name}
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            name = f"{node.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            node.name = name
-            taken.add(name)
-    candidates = [n for n in model.graph.node if n.op_type in op_types]
-    if not candidates:
-        present = sorted({n.op_type for n in model.graph.node})
-        raise PrecisionError(f"{label}: int8 found nothing to quantize: the model has none of "
-                             f"{list(op_types)} (op types present: {present})")
-    matmul_weights = {n.input[1] for n in source.graph.node
-                      if n.op_type == "MatMul" and len(n.input) > 1}
-    excluded = sorted(n.name for n in model.graph.node
-                      if "MatMul" in keep_fp32_ops and n.op_type == "Gemm"
-                      and n.input[1] in matmul_weights)
-    if len(excluded) == len(candidates):
-        raise PrecisionError(f"{label}: int8 found nothing to quantize: keep_fp32_ops "
-                             f"{list(keep_fp32_ops)} excludes every {list(op_types)} node")
-    _write_atomically(_serialize(model, label), prepared, label)
-    return excluded
-
-
-def _prepare_for_quantization(source: Path, prepared: Path, label: str) -> None:
-    """ORT's recommended pre-processing: shape inference plus basic graph optimizations.
-
-    The basic optimizations fold BatchNormalization into Conv weights before they are quantized
-    per channel (quantizing first and scaling after would waste int8 range). Symbolic shape
-    inference fails on some graphs; then only ONNX shape inference is used. When it fails it
-    leaves scratch files (`sym_shape_infer_temp.onnx`, `<uuid>.data`) in the working directory,
-    so it runs with the working directory set to the scratch directory of `prepared`.
-    """
-    source = source.resolve()
-    with contextlib.chdir(prepared.parent):
-        try:
-            quant_pre_process(str(source), str(prepared))
-        except Exception as e:  # sympy/ORT errors from symbolic shape inference
-            log.warning("%s: symbolic shape inference failed (%s: %s); retrying without it",
-                        label, type(e).__name__, e)
-            try:
-                quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-            except Exception as e2:
-                raise PrecisionError(f"{label}: int8 pre-processing (quant_pre_process) "
-                                     f"failed: {type(e2).__name__}: {e2}") from e2
-    if not prepared.is_file():
-        raise PrecisionError(f"{label}: int8 pre-processing (quant_pre_process) wrote no model")
 
 
 # -------------------------------------------------------------------------------------- helpers

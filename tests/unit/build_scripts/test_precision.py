@@ -8,13 +8,16 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from build_scripts import quantization
 from build_scripts.errors import PrecisionError
 from build_scripts.precision import (
     INT8_OPS,
     SENSITIVE_OPS,
     fp16_block_list,
+    transform_fingerprint,
     transform_precision,
 )
+from build_scripts.quantization import outlier_smoothing
 from build_scripts.spec import Precision
 from tests.onnx_factories import make_baked_batch_model, make_classifier, make_image_model
 
@@ -472,3 +475,234 @@ def test_conv_bn_model_in_both_precisions(tmp_path: Path) -> None:
     assert helper.get_attribute_value(weight_dq.attribute[0]) == 0
     cand = _run(int8, {"pixels": pixels})
     assert np.mean(ref.argmax(1) == cand.argmax(1)) >= 0.9
+
+
+# ---------------------------------------------------------------------------------- int8 recipe
+
+SEQ, DIM = 6, 16
+
+
+def make_attention_block(path: Path) -> Path:
+    """A post-LN encoder block: x -> LayerNorm -> n; Q/K/V projections of n; softmax(Q K^T) V;
+    output projection + bias; residual Add with n; LayerNorm -> y.
+
+    `scores` (Q.K^T) and `context` (softmax.V) multiply two activations; `residual` sums the
+    output projection (a quantized MatMul through its bias Add) with the skip input n, which
+    the Q/K/V MatMuls also read.
+    """
+    rng = np.random.default_rng(11)
+
+    def w(name: str) -> onnx.TensorProto:
+        return numpy_helper.from_array(rng.normal(0, 0.3, (DIM, DIM)).astype(np.float32), name)
+
+    inits = [
+        numpy_helper.from_array(np.ones(DIM, np.float32), "g"),
+        numpy_helper.from_array(np.zeros(DIM, np.float32), "b"),
+        w("wq"), w("wk"), w("wv"), w("wo"),
+        numpy_helper.from_array(rng.normal(0, 0.1, DIM).astype(np.float32), "bo"),
+        numpy_helper.from_array(np.array(DIM ** -0.5, np.float32), "scale"),
+    ]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "b"], ["n"], axis=-1, name="ln0"),
+        helper.make_node("MatMul", ["n", "wq"], ["q"], name="query"),
+        helper.make_node("MatMul", ["n", "wk"], ["k"], name="key"),
+        helper.make_node("MatMul", ["n", "wv"], ["v"], name="value"),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1], name="kt"),
+        helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
+        helper.make_node("Mul", ["s", "scale"], ["s2"], name="scale"),
+        helper.make_node("Softmax", ["s2"], ["p"], axis=-1, name="softmax"),
+        helper.make_node("MatMul", ["p", "v"], ["ctx"], name="context"),
+        helper.make_node("MatMul", ["ctx", "wo"], ["o"], name="out_proj"),
+        helper.make_node("Add", ["o", "bo"], ["ob"], name="out_bias"),
+        helper.make_node("Add", ["ob", "n"], ["r"], name="residual"),
+        helper.make_node("LayerNormalization", ["r", "g", "b"], ["y"], axis=-1, name="ln1"),
+    ]
+    graph = helper.make_graph(
+        nodes, "attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", SEQ, DIM])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", SEQ, DIM])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_preactivation_block(path: Path) -> Path:
+    """pixels -> Conv (stem) -> h; h -> BatchNorm -> Relu -> Conv -> c; residual Add(c, h).
+
+    The skip input h feeds only the BatchNorm and the Add, so the quantizer gives it no Q/DQ.
+    """
+    rng = np.random.default_rng(12)
+    inits = {
+        "w0": rng.normal(0, 0.4, (4, 2, 3, 3)), "b0": rng.normal(0, 0.1, 4),
+        "s": rng.uniform(0.5, 1.5, 4), "t": rng.normal(0, 0.1, 4),
+        "m": rng.normal(0, 0.1, 4), "var": rng.uniform(0.5, 1.5, 4),
+        "w1": rng.normal(0, 0.4, (4, 4, 3, 3)), "b1": rng.normal(0, 0.1, 4),
+    }
+    nodes = [
+        helper.make_node("Conv", ["pixels", "w0", "b0"], ["h"], pads=[1, 1, 1, 1], name="stem"),
+        helper.make_node("BatchNormalization", ["h", "s", "t", "m", "var"], ["bn"], name="bn"),
+        helper.make_node("Relu", ["bn"], ["a"], name="relu"),
+        helper.make_node("Conv", ["a", "w1", "b1"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("Add", ["c", "h"], ["y"], name="residual"),
+    ]
+    graph = helper.make_graph(
+        nodes, "preact",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 6, 6])],
+        initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output}
+
+
+def _reads_dequantized(model: onnx.ModelProto, node: onnx.NodeProto) -> list[bool]:
+    producers = _producers(model)
+    return [i in producers and producers[i].op_type == "DequantizeLinear" for i in node.input]
+
+
+@pytest.fixture(scope="module")
+def tokens() -> np.ndarray:
+    return np.random.default_rng(13).normal(0, 1, (24, SEQ, DIM)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def attention_int8(tmp_path_factory: pytest.TempPathFactory,
+                   tokens: np.ndarray) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("attention")
+    source = make_attention_block(root / "block.onnx")
+    out = transform_precision(source, root / "block8.onnx", precision=Precision.INT8,
+                              calibration={"x": tokens})
+    return source, out
+
+
+def test_int8_leaves_activation_by_activation_matmuls_in_float(
+    attention_int8: tuple[Path, Path], tokens: np.ndarray
+) -> None:
+    source, out = attention_int8
+    model = onnx.load(str(out))
+    by_name = {n.name: n for n in model.graph.node}
+    for name in ("scores", "context"):  # Q.K^T and softmax.V
+        assert _reads_dequantized(model, by_name[name]) == [False, False], name
+    for name in ("query", "key", "value", "out_proj"):
+        assert _reads_dequantized(model, by_name[name]) == [True, True], name
+    ref, cand = _run(source, {"x": tokens}), _run(out, {"x": tokens})
+    assert 0 < float(np.max(np.abs(ref - cand))) < 0.2
+
+
+def test_int8_transformer_residual_reads_the_skip_in_float(
+    attention_int8: tuple[Path, Path]
+) -> None:
+    # ORT's quantizer routes every consumer of n (the Q/K/V input) through its DQ, which
+    # quantized the residual stream too; after a MatMul backbone the skip stays float.
+    _, out = attention_int8
+    model = onnx.load(str(out))
+    residual = next(n for n in model.graph.node if n.name == "residual")
+    producers = _producers(model)
+    assert [producers[i].name for i in residual.input] == ["out_bias", "ln0"]
+
+
+def test_int8_conv_residual_quantizes_the_skip_input(tmp_path: Path) -> None:
+    source = make_preactivation_block(tmp_path / "preact.onnx")
+    pixels = np.random.default_rng(14).uniform(-1, 1, (32, 2, 6, 6)).astype(np.float32)
+    out = transform_precision(source, tmp_path / "preact8.onnx", precision=Precision.INT8,
+                              calibration={"pixels": pixels})
+    model = onnx.load(str(out))
+    producers = _producers(model)
+    residual = next(n for n in model.graph.node if n.name == "residual")
+    conv_side, skip_side = (producers[i] for i in residual.input)
+    assert conv_side.name == "conv"  # the local branch: fused into the conv's epilogue
+    assert skip_side.op_type == "DequantizeLinear"
+    quantize = producers[skip_side.input[0]]
+    assert quantize.op_type == "QuantizeLinear" and producers[quantize.input[0]].name == "stem"
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    h = _run_tensor(source, "h", {"pixels": pixels})
+    assert float(inits[quantize.input[1]]) == pytest.approx(float(np.abs(h).max()) / 127,
+                                                           rel=1e-6)
+    assert not inits[quantize.input[2]].any() and inits[quantize.input[2]].dtype == np.int8
+    ref, cand = _run(source, {"pixels": pixels}), _run(out, {"pixels": pixels})
+    assert 0 < float(np.max(np.abs(ref - cand))) < 0.1
+
+
+def _run_tensor(path: Path, name: str, feed: dict[str, np.ndarray]) -> np.ndarray:
+    model = onnx.load(str(path))
+    model.graph.output.append(helper.make_empty_tensor_value_info(name))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return np.asarray(sess.run([name], feed)[0])
+
+
+def test_outlier_smoothing_shrinks_only_outlier_channels() -> None:
+    absmax = np.ones(200, np.float32)
+    absmax[7], absmax[42] = 40.0, 10.0
+    weights = [np.full((200, 3), 0.5, np.float32)]
+    s = outlier_smoothing(absmax, weights, alpha=0.5)
+    assert s[7] > s[42] > 1.0
+    assert np.all(np.delete(s, [7, 42]) == 1.0)  # never amplifies a quiet channel
+    inverse = np.float32(1) / s
+    assert np.all(inverse.astype(np.float16).astype(np.float32) == inverse)  # exact in fp16
+
+
+def test_int8_smooths_an_outlier_channel_into_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(15)
+    weight = rng.normal(0, 0.3, (DIM, 8)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "outlier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", DIM])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
+        initializer=[numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    source = tmp_path / "outlier.onnx"
+    onnx.save(model, str(source))
+    x = rng.normal(0, 1, (256, DIM)).astype(np.float32)
+    x[:, 3] *= 60.0  # one outlier channel
+    smoothed = onnx.load(str(transform_precision(
+        source, tmp_path / "s8.onnx", precision=Precision.INT8, calibration={"x": x})))
+    mul = next(n for n in smoothed.graph.node if n.op_type == "Mul")
+    inits = {t.name: numpy_helper.to_array(t) for t in smoothed.graph.initializer}
+    inverse = inits[mul.input[1]]
+    assert mul.input[0] == "x" and inverse[3] < 1.0 and np.all(np.delete(inverse, 3) == 1.0)
+    assert _producers(smoothed)[next(n for n in smoothed.graph.node
+                                     if n.op_type == "QuantizeLinear").input[0]] is mul
+    monkeypatch.setattr(quantization, "SMOOTH_ALPHAS", (None,))
+    plain = transform_precision(source, tmp_path / "p8.onnx", precision=Precision.INT8,
+                                calibration={"x": x})
+    assert not any(n.op_type == "Mul" for n in onnx.load(str(plain)).graph.node)
+    ref = _run(source, {"x": x})
+    err_smoothed = float(np.mean((_run(tmp_path / "s8.onnx", {"x": x}) - ref) ** 2))
+    err_plain = float(np.mean((_run(plain, {"x": x}) - ref) ** 2))
+    assert err_smoothed < err_plain / 4
+
+
+def test_int8_keeps_low_sqnr_matmuls_out(tmp_path: Path, classifier: Path, rows: np.ndarray,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quantization, "MIN_INT8_SQNR_DB", 1000.0)  # nothing meets it
+    with pytest.raises(PrecisionError, match=r"leaves nothing quantized.*SQNR"):
+        transform_precision(classifier, tmp_path / "x.onnx", precision=Precision.INT8,
+                            calibration={"x": rows})
+
+
+def test_int8_recipe_is_deterministic(tmp_path: Path, tokens: np.ndarray) -> None:
+    source = make_attention_block(tmp_path / "block.onnx")
+    a = transform_precision(source, tmp_path / "a.onnx", precision=Precision.INT8,
+                            calibration={"x": tokens})
+    b = transform_precision(source, tmp_path / "b.onnx", precision=Precision.INT8,
+                            calibration={"x": tokens})
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_transform_fingerprint_covers_the_recipe() -> None:
+    fingerprint = transform_fingerprint()
+    assert len(fingerprint) == 16 and fingerprint == transform_fingerprint()
