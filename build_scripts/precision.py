@@ -101,7 +101,8 @@ __all__ = ["INT8_OPS", "SENSITIVE_OPS", "fp16_block_list", "int8_op_types",
            "transform_fingerprint", "transform_precision"]
 
 # The modules whose code decides a transformed model and its accuracy-gate figure.
-_TRANSFORM_MODULES = ("precision.py", "quantization.py", "accuracy.py", "samples.py")
+_TRANSFORM_MODULES = ("precision.py", "quantization.py", "outlier_smoothing.py", "onnx_edit.py",
+                      "accuracy.py", "samples.py")
 
 
 @functools.cache

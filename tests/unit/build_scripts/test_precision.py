@@ -8,8 +8,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from build_scripts import quantization
+from build_scripts import outlier_smoothing as smoothing_module
 from build_scripts.errors import PrecisionError
+from build_scripts.outlier_smoothing import outlier_smoothing
 from build_scripts.precision import (
     INT8_OPS,
     SENSITIVE_OPS,
@@ -17,7 +18,6 @@ from build_scripts.precision import (
     transform_fingerprint,
     transform_precision,
 )
-from build_scripts.quantization import outlier_smoothing
 from build_scripts.spec import Precision
 from tests.onnx_factories import make_baked_batch_model, make_classifier, make_image_model
 
@@ -676,7 +676,7 @@ def test_int8_smooths_an_outlier_channel_into_the_weights(
     assert mul.input[0] == "x" and inverse[3] < 1.0 and np.all(np.delete(inverse, 3) == 1.0)
     assert _producers(smoothed)[next(n for n in smoothed.graph.node
                                      if n.op_type == "QuantizeLinear").input[0]] is mul
-    monkeypatch.setattr(quantization, "SMOOTH_ALPHAS", (None,))
+    monkeypatch.setattr(smoothing_module, "SMOOTH_ALPHAS", (None,))
     plain = transform_precision(source, tmp_path / "p8.onnx", precision=Precision.INT8,
                                 calibration={"x": x})
     assert not any(n.op_type == "Mul" for n in onnx.load(str(plain)).graph.node)
@@ -688,7 +688,7 @@ def test_int8_smooths_an_outlier_channel_into_the_weights(
 
 def test_int8_keeps_low_sqnr_matmuls_out(tmp_path: Path, classifier: Path, rows: np.ndarray,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quantization, "MIN_INT8_SQNR_DB", 1000.0)  # nothing meets it
+    monkeypatch.setattr(smoothing_module, "MIN_INT8_SQNR_DB", 1000.0)  # nothing meets it
     with pytest.raises(PrecisionError, match=r"leaves nothing quantized.*SQNR"):
         transform_precision(classifier, tmp_path / "x.onnx", precision=Precision.INT8,
                             calibration={"x": rows})
