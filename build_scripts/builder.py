@@ -62,7 +62,7 @@ from build_scripts.path_safety import model_dir as model_dir_in
 from build_scripts.pipeline_wiring import ensemble_config
 from build_scripts.plan_profiles import check_within, fed_axis_bounds
 from build_scripts.plan_recipe import PlanRecipe, plan_recipe, write_recipe
-from build_scripts.precision import transform_precision
+from build_scripts.precision import transform_fingerprint, transform_precision
 from build_scripts.samples import load_samples
 from build_scripts.spec import (
     AccuracyMetric,
@@ -165,7 +165,8 @@ class _RepositoryBuilder:
         calibration_sha = sha256_file(model.calibration) if model.calibration else None
         key = cache_key("precision", info.sha256, model.precision.value, calibration_sha,
                         sorted(model.keep_fp32_ops), sha256_file(budget.holdout),
-                        budget.metric.value, budget.threshold, tool_versions())
+                        budget.metric.value, budget.threshold, transform_fingerprint(),
+                        tool_versions())
 
         def transform(tmp: Path) -> None:
             self.on_step(f"{model.name}: {model.precision.value} transform")

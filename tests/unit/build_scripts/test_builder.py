@@ -336,3 +336,16 @@ def test_asset_symlink_leaving_the_asset_is_refused(tmp_path: Path) -> None:
     spec = parse_spec(ASSET_SPEC, tmp_path / "models.yaml")
     with pytest.raises(UnsafePathError, match="leak.txt"):
         build(spec, tmp_path / "repo")
+
+
+def test_a_changed_transform_recipe_is_never_served_from_the_cache(
+        spec: BuildSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from build_scripts import builder
+
+    build(spec, tmp_path / "a", remember=False)
+    again = build(spec, tmp_path / "b", remember=False)
+    monkeypatch.setattr(builder, "transform_fingerprint", lambda: "another recipe")
+    changed = build(spec, tmp_path / "c", remember=False)
+
+    assert [m.cached for m in again.models if m.name == "clf_fp16"] == [True]
+    assert [m.cached for m in changed.models if m.name == "clf_fp16"] == [False]
