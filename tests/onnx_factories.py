@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
+def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -43,7 +43,7 @@ def make_classifier(
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, classes])],
         initializer=[w1, b1, w2],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def make_baked_batch_model(path: Path, *, features: int = 8) -> Path:
@@ -56,7 +56,7 @@ def make_baked_batch_model(path: Path, *, features: int = 8) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", features])],
         initializer=[shape],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def make_image_model(path: Path, *, channels: int = 1, size: int = 8, classes: int = 10) -> Path:
@@ -76,7 +76,7 @@ def make_image_model(path: Path, *, channels: int = 1, size: int = 8, classes: i
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])],
         initializer=[w, b],
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def make_sequence_encoder(path: Path, *, second_axis: str | None = "sequence") -> Path:
@@ -93,7 +93,7 @@ def make_sequence_encoder(path: Path, *, second_axis: str | None = "sequence") -
     if second_axis is None:  # an unnamed dynamic axis: no dim_value, no dim_param
         for value in (*graph.input, *graph.output):
             value.type.tensor_type.shape.dim[1].Clear()
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 # A tokenizer step (max_length 64) feeding make_sequence_encoder's model "enc.onnx".

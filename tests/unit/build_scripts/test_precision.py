@@ -19,7 +19,12 @@ from build_scripts.precision import (
     transform_precision,
 )
 from build_scripts.spec import Precision
-from tests.onnx_factories import make_baked_batch_model, make_classifier, make_image_model
+from tests.onnx_factories import (
+    make_baked_batch_model,
+    make_classifier,
+    make_image_model,
+    save_graph,
+)
 
 FEATURES = 16
 
@@ -58,11 +63,7 @@ def make_layernorm_model(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def _run(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
@@ -523,11 +524,7 @@ def make_attention_block(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", SEQ, DIM])],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def make_preactivation_block(path: Path) -> Path:
@@ -555,11 +552,7 @@ def make_preactivation_block(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 6, 6])],
         initializer=[numpy_helper.from_array(v.astype(np.float32), k) for k, v in inits.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(graph, path)
 
 
 def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
