@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from build_scripts.errors import BuildError
+from build_scripts.tensorrt_api.surface import held_surfaces, load_surface
 
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
 
@@ -53,14 +54,6 @@ def version_triplet(version: str) -> tuple[int, int, int]:
     parts += [0] * (3 - len(parts))
     return parts[0], parts[1], parts[2]
 
-
-#: The TensorRT API surfaces the project holds NVIDIA's sources for
-#: (shared/third_party/tensorrt-api/v<tag>), keyed by TensorRT major.minor.
-TENSORRT_API_SURFACES: dict[tuple[int, int], str] = {
-    (10, 8): "10.8.0",
-    (10, 16): "10.16",
-    (11, 1): "11.1",
-}
 
 #: What `classification_bytes_fix` stands for, for messages (lint names it).
 #: Asking for the classification extension (`class_count`, or `parameters.classification` over
@@ -87,7 +80,10 @@ CLASSIFICATION_BYTES_FIX = (
 def tensorrt_api_surface(tensorrt: str) -> str | None:
     """The held TensorRT API surface for a TensorRT version ("10.16.0.72" -> "10.16"), or None."""
     major, minor, _ = version_triplet(tensorrt)
-    return TENSORRT_API_SURFACES.get((major, minor))
+    for tag in held_surfaces():  # the committed data of build_scripts/tensorrt_api
+        if load_surface(tag).major_minor == (major, minor):
+            return tag
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
