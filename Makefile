@@ -7,9 +7,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-stamp
-EXTRAS := build,serve,client,bench,export,dev
+EXTRAS := build,serve,bench,export,dev
+CODE := src clients/tritonkit_client build_scripts examples harness
 
-.PHONY: help setup models demo repository check-repository lint-repository bench bench-smoke \
+.PHONY: help setup models demo repository wheels check-repository lint-repository bench bench-smoke \
         test test-unit test-integration lint format clean scaleout check-deploy reliability
 
 help: ## list the targets
@@ -18,46 +19,50 @@ help: ## list the targets
 
 setup: $(SETUP_STAMP) ## create or refresh .venv with everything (registry packages only)
 
-$(SETUP_STAMP): pyproject.toml constraints.txt scripts/install_system_deps.sh
+$(SETUP_STAMP): pyproject.toml clients/pyproject.toml constraints.txt scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -c constraints.txt -e ./clients -e '.[$(EXTRAS)]'
 	bash scripts/install_system_deps.sh
 	@touch $@
 
 models: setup ## train and export the example models into artifacts/ (cached)
-	$(PY) -m model_zoo digits --out artifacts/digits
-	$(PY) -m model_zoo resnet --out artifacts/resnet
-	$(PY) -m model_zoo detector --out artifacts/detector
-	HF_HUB_OFFLINE=1 $(PY) -m model_zoo text-encoder --out artifacts/text_encoder
+	$(PY) -m examples.model_zoo digits --out artifacts/digits
+	$(PY) -m examples.model_zoo resnet --out artifacts/resnet
+	$(PY) -m examples.model_zoo detector --out artifacts/detector
+	HF_HUB_OFFLINE=1 $(PY) -m examples.model_zoo text-encoder --out artifacts/text_encoder
 
 demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
-	$(PY) -m demo --spec models.yaml --out build/model_repository
+	$(PY) -m examples.demo --spec models.yaml --out build/model_repository
 
 repository: models ## build the example repository for this machine (target auto) into build/
-	$(PY) -m build_scripts build --spec models.yaml --target auto --out build/model_repository
+	$(VENV)/bin/tritonkit build --spec models.yaml --target auto --out build/model_repository
 
 check-repository: models ## fail if model_repository/ differs from what models.yaml generates
-	$(PY) -m build_scripts build --spec models.yaml --target tensorrt --out model_repository --check
+	$(VENV)/bin/tritonkit build --spec models.yaml --target tensorrt --out model_repository --check
 
 bench: models ## full benchmark: all systems side by side -> results/bench/latest/
-	$(PY) -m benchmarks run --out results/bench
+	$(PY) -m harness.benchmarks run --out results/bench
 
 bench-smoke: models ## the same harness with short windows (< 90 s); checks it works, not speed
-	$(PY) -m benchmarks run --smoke --out results/bench
+	$(PY) -m harness.benchmarks run --smoke --out results/bench
 
 reliability: models ## bad input, faults, overload, 100k soak -> results/reliability/latest/
-	$(PY) -m reliability run
+	$(PY) -m harness.reliability run
+
+wheels: setup ## build the two wheels into dist/: tritonkit (build, serve, runtime) and tritonkit_client
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist . ./clients
 
 lint-repository: repository ## lint the locally built repository
-	$(PY) -m build_scripts lint build/model_repository
+	$(VENV)/bin/tritonkit lint build/model_repository
 
 lint: setup ## ruff and mypy over the code
-	$(VENV)/bin/ruff check build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability tests
-	$(VENV)/bin/mypy build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability
+	$(VENV)/bin/ruff check $(CODE) tests
+	$(VENV)/bin/mypy $(CODE)
 
 format: setup ## ruff format
-	$(VENV)/bin/ruff format build_scripts clients processing triton_adapters model_zoo demo benchmarks scaleout reliability tests
+	$(VENV)/bin/ruff format $(CODE) tests
 
 test-unit: setup ## unit tests (no server)
 	$(PY) -m pytest tests/unit -q
@@ -71,11 +76,11 @@ test: setup models lint ## everything CI runs: lint, tests, repository check, be
 	$(MAKE) --no-print-directory bench-smoke
 
 scaleout: models ## 3 local Tritons behind nginx + client failover, one killed -> results/scaleout/latest/
-	$(PY) -m scaleout run --out results/scaleout
+	$(PY) -m harness.scaleout run --out results/scaleout
 
 check-deploy: setup ## docker/ and deploy/k8s checks: versions, hadolint, compose config, kustomize + schemas
-	$(PY) -m scaleout check-versions
+	$(PY) -m harness.scaleout check-versions
 	$(PY) -m pytest tests/unit/deployment -q
 
 clean: ## remove build outputs and caches (keeps .venv)
-	rm -rf build .cache artifacts results .pytest_cache
+	rm -rf build dist .cache artifacts results .pytest_cache

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages: libb64 for perf_analyzer 2.50.0, hey as the HTTP load generator of the
 # benchmarks (see README), gcc for the BYTES batch guard the builder compiles
-# (build_scripts/batch_guard.py).
+# (src/tritonkit/build/batch_guard.py).
 set -euo pipefail
 # Deployment checks and scale-out (issue 7): nginx-light (the load balancer of `make scaleout`),
 # docker-compose 1.29 (`docker-compose config` validates docker/compose.yaml; no engine needed),

@@ -105,7 +105,7 @@ models:
     tensorrt: {opt_batch_size: 4, extra_profiles: [{min: 1, opt: 1, max: 2}]}
 python_steps:
   - name: tok
-    function: processing.steps:tokenize_text
+    function: tritonkit.processing.steps:tokenize_text
     parameters: {max_length: 64}
     inputs: [{name: TEXT, dtype: BYTES, dims: [1]}]
     outputs:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import onnx
 import pytest
 
-from build_scripts.tensorrt_api.surface import TensorRTSurface
+from tritonkit.tensorrt.api.surface import TensorRTSurface
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from build_scripts.builder import build_repository
-from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
-from build_scripts.spec import Target, load_spec
-from model_zoo.detector import build_detector
-from model_zoo.digits import build_digits
-from model_zoo.resnet import build_resnet
-from model_zoo.text_encoder import export_text_encoder
+from examples.model_zoo.detector import build_detector
+from examples.model_zoo.digits import build_digits
+from examples.model_zoo.resnet import build_resnet
+from examples.model_zoo.text_encoder import export_text_encoder
+from tritonkit.build.builder import build_repository
+from tritonkit.server.local_triton import LocalTriton, ServerURLs, find_orphans
+from tritonkit.spec import Target, load_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

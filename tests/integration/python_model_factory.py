@@ -31,8 +31,7 @@ import sys
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-import build_scripts.errors
-import processing.step_api
+import tritonkit.runtime
 
 
 class TritonPythonModel:
@@ -41,8 +40,7 @@ class TritonPythonModel:
             "prefix": sys.prefix,
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "build_scripts": build_scripts.errors.__file__,
-            "processing": processing.step_api.__file__,
+            "tritonkit": tritonkit.runtime.__file__,
         })
 
     def execute(self, requests):

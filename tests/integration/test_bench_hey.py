@@ -6,12 +6,17 @@ import urllib.request
 
 import numpy as np
 import pytest
+from tritonkit_client.kserve_codec import (
+    HEADER_LENGTH,
+    decode_response,
+    encode_request,
+    request_headers,
+)
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.hey_driver import find_hey, run_hey
-from build_scripts.local_server.local_triton import ServerURLs
-from clients.kserve_codec import HEADER_LENGTH, decode_response, encode_request, request_headers
-from model_zoo.digits import encoded_split
+from examples.model_zoo.digits import encoded_split
+from harness.benchmarks.errors import BenchmarkError
+from harness.benchmarks.hey_driver import find_hey, run_hey
+from tritonkit.server.local_triton import ServerURLs
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 """perf_analyzer on the detection and embeddings ensembles with real inputs (issue 6).
 
 One short level each (concurrency 1, ~one window): the harness is under test, not the speed.
-`make bench` runs the full scenarios (benchmarks/scenarios.yaml: detection_online,
+`make bench` runs the full scenarios (harness/benchmarks/scenarios.yaml: detection_online,
 embeddings_online at concurrency 1, 2, 4, 8, plus each step).
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from benchmarks.perf_analyzer import run_perf_analyzer, step_inputs
-from benchmarks.scenarios import PerfScenario, Protocol
-from benchmarks.workloads import PIPELINES, WorkloadName, load_workload
-from build_scripts.local_server.server_options import ServerURLs
+from harness.benchmarks.perf_analyzer import run_perf_analyzer, step_inputs
+from harness.benchmarks.scenarios import PerfScenario, Protocol
+from harness.benchmarks.workloads import PIPELINES, WorkloadName, load_workload
+from tritonkit.server.server_options import ServerURLs
 
 pytestmark = pytest.mark.integration
 

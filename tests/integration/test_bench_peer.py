@@ -17,18 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from benchmarks.fastapi_peer import PeerServer, group_members, live_processes, serve_peer
-from benchmarks.inprocess_limit import image_batch, measure_inprocess_limit
-from build_scripts.reference_runner import ReferencePipeline
-from clients.kserve_codec import (
+from tritonkit_client.kserve_codec import (
     HEADER_LENGTH,
     decode_error,
     decode_response,
     encode_request,
     request_headers,
 )
-from model_zoo.digits import encoded_split
+
+from examples.model_zoo.digits import encoded_split
+from harness.benchmarks.fastapi_peer import PeerServer, group_members, live_processes, serve_peer
+from harness.benchmarks.inprocess_limit import image_batch, measure_inprocess_limit
+from tritonkit.build.reference_runner import ReferencePipeline
 
 pytestmark = pytest.mark.integration
 

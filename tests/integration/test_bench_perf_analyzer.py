@@ -15,11 +15,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer, step_inputs
-from benchmarks.scenarios import PerfScenario, Protocol, SharedMemory
-from benchmarks.workloads import WorkloadName, load_workload
-from build_scripts.local_server.server_options import ServerURLs
-from model_zoo.digits import preprocess
+from examples.model_zoo.digits import preprocess
+from harness.benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer, step_inputs
+from harness.benchmarks.scenarios import PerfScenario, Protocol, SharedMemory
+from harness.benchmarks.workloads import WorkloadName, load_workload
+from tritonkit.server.server_options import ServerURLs
 
 pytestmark = pytest.mark.integration
 

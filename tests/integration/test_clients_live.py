@@ -1,4 +1,4 @@
-"""The typed client (clients/) against the real server of the session fixture.
+"""The typed client (clients/tritonkit_client/) against the real server of the session fixture.
 
 Both protocols, sync (`connect`) and asyncio (`connect_async`), through the `digits` ensemble:
 one request of max_batch_size images, inputs larger than max_batch_size (split by the
@@ -17,11 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from build_scripts.local_server.local_triton import ServerURLs
-from build_scripts.reference_runner import ReferencePipeline
-from build_scripts.spec import load_spec
-from clients import (
+from tritonkit_client import (
     Classification,
     InvalidInputError,
     ModelState,
@@ -31,8 +27,12 @@ from clients import (
     connect,
     connect_async,
 )
-from clients.tasks import images_tensor
-from model_zoo.digits import encoded_split
+from tritonkit_client.tasks import images_tensor
+
+from examples.model_zoo.digits import encoded_split
+from tritonkit.build.reference_runner import ReferencePipeline
+from tritonkit.server.local_triton import ServerURLs
+from tritonkit.spec import load_spec
 
 pytestmark = pytest.mark.integration
 

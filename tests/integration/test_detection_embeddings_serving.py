@@ -6,20 +6,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tritonkit_client import InvalidInputError, connect, detect, embed
 
-from build_scripts.local_server.local_triton import ServerURLs
-from build_scripts.spec import load_spec
-from clients import InvalidInputError, connect, detect, embed
-from demo.detection import (
+from examples.demo.detection import (
     as_image_detections,
     demo_images,
     ground_truth,
     reference_detections,
 )
-from demo.embeddings import reference_embeddings, sentence_transformers_embeddings
-from model_zoo.shapes import blank_image
-from processing.detection import mean_average_precision
-from processing.text import cosine_similarity
+from examples.demo.embeddings import reference_embeddings, sentence_transformers_embeddings
+from examples.model_zoo.shapes import blank_image
+from tritonkit.processing.detection import mean_average_precision
+from tritonkit.processing.text import cosine_similarity
+from tritonkit.server.local_triton import ServerURLs
+from tritonkit.spec import load_spec
 
 pytestmark = pytest.mark.integration
 

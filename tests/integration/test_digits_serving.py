@@ -21,10 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-
-from build_scripts.local_server.local_triton import LocalTriton, ServerURLs, find_orphans
-from build_scripts.reference_runner import ReferencePipeline
-from clients import (
+from tritonkit_client import (
     Classification,
     InvalidInputError,
     classify,
@@ -32,14 +29,17 @@ from clients import (
     connect,
     connect_async,
 )
-from clients.tasks import images_tensor
-from model_zoo.digits import (
+from tritonkit_client.tasks import images_tensor
+
+from examples.model_zoo.digits import (
     INPUT_NAME,
     MIN_TEST_ACCURACY,
     OUTPUT_NAME,
     encoded_split,
     preprocess,
 )
+from tritonkit.build.reference_runner import ReferencePipeline
+from tritonkit.server.local_triton import LocalTriton, ServerURLs, find_orphans
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.errors import ServerError
-from build_scripts.local_server.local_triton import (
-    PROJECT_ROOT,
+import tritonkit.runtime
+from tests.integration.python_model_factory import write_add_model, write_failing_model
+from tritonkit.errors import ServerError
+from tritonkit.server.local_triton import (
     STUB_BINARY,
     InstallationKind,
     LocalTriton,
@@ -34,7 +35,6 @@ from build_scripts.local_server.local_triton import (
     find_tritonserver,
     prepare_backend_dir,
 )
-from tests.integration.python_model_factory import write_add_model, write_failing_model
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +76,11 @@ def _wait_until_gone(instance_id: str, installation: TritonInstallation) -> list
 
 
 def _run_child(script: str, *args: str, tmp_dir: Path) -> subprocess.Popen[str]:
-    # cwd = project root: `python -c` puts it on sys.path, so build_scripts imports.
+    # tritonkit is installed in this environment; the child needs no particular cwd.
     # TMPDIR: what a killed child cannot clean up stays in pytest's tmp_path.
     return subprocess.Popen(
         [sys.executable, "-c", script, *args],
-        cwd=PROJECT_ROOT,
+        cwd=tmp_dir,
         env={**os.environ, "TMPDIR": str(tmp_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -212,8 +212,8 @@ def test_grpc_inference_runs_in_the_callers_environment(server: LocalTriton) -> 
     assert env["prefix"] == sys.prefix  # the stub uses this virtualenv
     assert env["python"] == platform.python_version()  # and this Python build
     assert env["numpy"] == np.__version__
-    assert Path(env["build_scripts"]).parent == PROJECT_ROOT / "build_scripts"
-    assert Path(env["processing"]).parent == PROJECT_ROOT / "processing"
+    # and the tritonkit package installed there
+    assert Path(env["tritonkit"]).resolve() == Path(tritonkit.runtime.__file__).resolve()
 
 
 def test_binds_loopback_only(server: LocalTriton) -> None:
@@ -285,7 +285,7 @@ def test_failed_load_reports_the_models_own_reason(
 _KILL_MYSELF = """
 import json, os, signal, sys
 from pathlib import Path
-from build_scripts.local_server.local_triton import LocalTriton, find_orphans
+from tritonkit.server.local_triton import LocalTriton, find_orphans
 
 server = LocalTriton(Path(sys.argv[1]), log_path=Path(sys.argv[2]))
 server.start()
@@ -313,7 +313,7 @@ def test_sigkill_of_the_caller_leaves_no_server(
 _SERVE = """
 import json, sys
 from pathlib import Path
-from build_scripts.local_server.local_triton import serve_forever
+from tritonkit.server.local_triton import serve_forever
 
 def ready(urls):
     print(json.dumps({"http": urls.http, "grpc": urls.grpc, "metrics": urls.metrics}), flush=True)

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from build_scripts.local_server.local_triton import ServerURLs
-from build_scripts.reference_runner import ReferencePipeline
-from model_zoo.digits import encoded_split
+from examples.model_zoo.digits import encoded_split
+from tritonkit.build.reference_runner import ReferencePipeline
+from tritonkit.server.local_triton import ServerURLs
 
 pytestmark = pytest.mark.integration
 

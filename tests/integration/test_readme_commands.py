@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.local_server.local_triton import find_orphans
-from build_scripts.local_server.ports import pick_free_ports
 from tests.onnx_factories import make_classifier
+from tritonkit.server.local_triton import find_orphans
+from tritonkit.server.ports import pick_free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -46,18 +46,18 @@ models:
     accuracy: {metric: top1_agreement, threshold: 0.99, holdout: exports/holdout.npz}
     max_batch_size: 32
 """)
-    built = run("build_scripts", "build", "--spec", "my_models.yaml", "--target", "local",
+    built = run("tritonkit", "build", "--spec", "my_models.yaml", "--target", "local",
                 "--out", "my_repo", cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     assert "my_classifier_fp16" in built.stdout and "PASS" in built.stdout
-    linted = run("build_scripts", "lint", "my_repo", cwd=tmp_path)
+    linted = run("tritonkit", "lint", "my_repo", cwd=tmp_path)
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert "no problems" in linted.stdout
 
 
 def test_build_cli_reports_bad_spec_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("models:\n  - {name: a, onnx: a.onnx, max_batch_size: -1}\n")
-    result = run("build_scripts", "build", "--spec", "bad.yaml", "--out", "r", cwd=tmp_path)
+    result = run("tritonkit", "build", "--spec", "bad.yaml", "--out", "r", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "SpecError: bad.yaml: models[0].max_batch_size: must be >= 0, got -1")
@@ -70,7 +70,7 @@ def test_serve_classify_models_health_then_sigterm(example_repository: Path,
     shutil.copytree(example_repository, repository)
     http_port, grpc_port, metrics_port = pick_free_ports(3)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "build_scripts", "serve", str(repository),
+        [sys.executable, "-m", "tritonkit", "serve", str(repository),
          "--http-port", str(http_port), "--grpc-port", str(grpc_port),
          "--metrics-port", str(metrics_port)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -84,11 +84,11 @@ def test_serve_classify_models_health_then_sigterm(example_repository: Path,
             assert line or serve.poll() is None, serve.stderr.read() if serve.stderr else ""
         assert f"grpc://127.0.0.1:{grpc_port}" in line
 
-        images = run("model_zoo", "digits-images", "--count", "2", "--out",
+        images = run("examples.model_zoo", "digits-images", "--count", "2", "--out",
                      str(tmp_path / "digits"))
         assert images.returncode == 0, images.stderr
         files = sorted(str(p) for p in (tmp_path / "digits").glob("*.png"))
-        classified = run("clients", "classify", "--url", f"grpc://127.0.0.1:{grpc_port}",
+        classified = run("tritonkit_client", "classify", "--url", f"grpc://127.0.0.1:{grpc_port}",
                          "--model", "digits", "--top-k", "3", *files, "--json")
         assert classified.returncode == 0, classified.stderr
         payload = json.loads(classified.stdout)
@@ -96,19 +96,19 @@ def test_serve_classify_models_health_then_sigterm(example_repository: Path,
         # test000_label2.png, test001_label4.png: both classified correctly by the model
         assert [entry["predictions"][0]["label"] for entry in payload] == ["2", "4"]
         assert all(len(entry["predictions"]) == 3 for entry in payload)
-        text = run("clients", "classify", "--url", f"http://127.0.0.1:{http_port}",
+        text = run("tritonkit_client", "classify", "--url", f"http://127.0.0.1:{http_port}",
                    "--model", "digits", *files)
         assert text.returncode == 0, text.stderr
         first_labels = [line.split(": ", 1)[1].split(" ", 1)[0]
                         for line in text.stdout.splitlines() if line.strip()]
         assert first_labels == [Path(f).stem.rsplit("label", 1)[1] for f in files]
 
-        models = run("clients", "models", "--url", f"http://127.0.0.1:{http_port}")
+        models = run("tritonkit_client", "models", "--url", f"http://127.0.0.1:{http_port}")
         assert models.returncode == 0 and "digits_classifier" in models.stdout
-        health = run("clients", "health", "--url", f"http://127.0.0.1:{http_port}",
+        health = run("tritonkit_client", "health", "--url", f"http://127.0.0.1:{http_port}",
                      "--model", "digits")
         assert health.returncode == 0, health.stderr
-        missing = run("clients", "health", "--url", f"http://127.0.0.1:{http_port}",
+        missing = run("tritonkit_client", "health", "--url", f"http://127.0.0.1:{http_port}",
                       "--model", "no_such_model")
         assert missing.returncode != 0
     finally:

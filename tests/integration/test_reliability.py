@@ -12,18 +12,18 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from build_scripts.config_io import CONFIG_NAME, read_config, write_config
-from build_scripts.local_server.local_triton import LocalTriton, ServerURLs
-from reliability.corpus import corpus
-from reliability.corpus_runner import CorpusRunner
-from reliability.defined_results import defined_result_cases, run_defined_cases
-from reliability.malformed_under_load import malformed_under_load
-from reliability.safe_defaults import loopback_problems, scan_unsafe_loading
-from reliability.stub_kill import kill_stub_under_load
-from reliability.stub_watchdog import StubWatchdog
-from reliability.targets import load_targets
-from reliability.version_swap import load_broken_model, swap_versions_under_load
-from reliability.wire import Protocol, WireClient
+from harness.reliability.corpus import corpus
+from harness.reliability.corpus_runner import CorpusRunner
+from harness.reliability.defined_results import defined_result_cases, run_defined_cases
+from harness.reliability.malformed_under_load import malformed_under_load
+from harness.reliability.safe_defaults import loopback_problems, scan_unsafe_loading
+from harness.reliability.stub_kill import kill_stub_under_load
+from harness.reliability.stub_watchdog import StubWatchdog
+from harness.reliability.targets import load_targets
+from harness.reliability.version_swap import load_broken_model, swap_versions_under_load
+from harness.reliability.wire import Protocol, WireClient
+from tritonkit.repository.config_io import CONFIG_NAME, read_config, write_config
+from tritonkit.server.local_triton import LocalTriton, ServerURLs
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from build_scripts.local_server.ports import is_port_free
-from reliability.server_restart import StopMode, restart_under_load
+from harness.reliability.server_restart import StopMode, restart_under_load
+from tritonkit.server.ports import is_port_free
 
 pytestmark = pytest.mark.integration
 

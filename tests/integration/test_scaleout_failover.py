@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tritonkit_client import InvalidInputError, connect, connect_failover
 
-from build_scripts.local_server.local_triton import ServerURLs
-from build_scripts.local_server.ports import pick_free_ports
-from clients import InvalidInputError, connect, connect_failover
-from scaleout.harness import sample_images
-from scaleout.nginx_gateway import NginxGateway, Upstream
+from harness.scaleout.harness import sample_images
+from harness.scaleout.nginx_gateway import NginxGateway, Upstream
+from tritonkit.server.local_triton import ServerURLs
+from tritonkit.server.ports import pick_free_ports
 
 pytestmark = pytest.mark.integration
 OUTPUTS = ["CLASS_INDICES"]

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tritonkit_client import connect, connect_async
+from tritonkit_client.tasks import images_tensor
 
-from build_scripts.local_server.local_triton import ServerURLs
-from clients import connect, connect_async
-from clients.tasks import images_tensor
-from model_zoo.digits import INPUT_NAME, OUTPUT_NAME, encoded_split, preprocess
+from examples.model_zoo.digits import INPUT_NAME, OUTPUT_NAME, encoded_split, preprocess
+from tritonkit.server.local_triton import ServerURLs
 
 pytestmark = pytest.mark.integration
 

@@ -14,24 +14,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from build_scripts.errors import EngineBuildError
-from build_scripts.onnx_inspect import inspect_onnx
-from build_scripts.plan_profiles import fed_axis_bounds
-from build_scripts.precision import transform_precision
-from build_scripts.spec import Precision, parse_spec
-from build_scripts.tensorrt_plan import (
-    build_engine,
-    detect_gpu,
-    plan_options,
-    probe_tensorrt,
-    timing_cache_path,
-)
 from tests.onnx_factories import (
     SEQUENCE_PIPELINE_SPEC,
     make_classifier,
     make_image_model,
     make_sequence_encoder,
 )
+from tritonkit.build.onnx_inspect import inspect_onnx
+from tritonkit.errors import EngineBuildError
+from tritonkit.precision.transforms import transform_precision
+from tritonkit.spec import Precision, parse_spec
+from tritonkit.tensorrt.plan import (
+    build_engine,
+    detect_gpu,
+    plan_options,
+    probe_tensorrt,
+    timing_cache_path,
+)
+from tritonkit.tensorrt.profiles import fed_axis_bounds
 
 pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu, pytest.mark.slow]
 

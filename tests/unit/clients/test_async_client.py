@@ -8,9 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
-from clients.async_client import AsyncTritonClient, connect_async
-from clients.errors import (
+from tritonkit_client.async_client import AsyncTritonClient, connect_async
+from tritonkit_client.errors import (
     ClientError,
     ClientTimeoutError,
     InvalidInputError,
@@ -33,7 +32,7 @@ def test_refused_connection_is_retried_then_unavailable(
     scheme: str, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"{scheme}://127.0.0.1:{closed_port}"
-    caplog.set_level(logging.WARNING, logger="clients.options")
+    caplog.set_level(logging.WARNING, logger="tritonkit_client.options")
 
     async def run() -> None:
         async with connect_async(url, timeout_s=2, retries=1, backoff_s=0.01) as client:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from clients._batching import batch_size_of, chunk_inputs, merge_batches, split_batches
-from clients.errors import InvalidInputError
+from tritonkit_client._batching import batch_size_of, chunk_inputs, merge_batches, split_batches
+from tritonkit_client.errors import InvalidInputError
 
 
 @pytest.mark.parametrize(

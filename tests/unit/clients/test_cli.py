@@ -1,4 +1,5 @@
-"""`python -m clients`: exit codes and the one-line error, against a real refusing socket."""
+"""`python -m tritonkit_client`: exit codes and the one-line error, against a real refusing
+socket."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from clients.cli import ExitCode, build_parser, exit_code_for, main
-from clients.errors import (
+from tritonkit_client.cli import ExitCode, build_parser, exit_code_for, main
+from tritonkit_client.errors import (
     ClientError,
     ClientTimeoutError,
     InvalidInputError,
@@ -37,7 +37,7 @@ def test_unreachable_server_exits_non_zero_with_one_line(scheme: str) -> None:
         [
             sys.executable,
             "-m",
-            "clients",
+            "tritonkit_client",
             "health",
             "--url",
             url,

@@ -1,4 +1,4 @@
-"""clients.detection: parsing padded detection outputs, thresholds, annotation."""
+"""tritonkit_client.detection: parsing padded detection outputs, thresholds, annotation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-
-from clients import BoundingBox, Detection, InvalidInputError, ServerError, annotate
-from clients.detection import _thresholds, parse_detections
+from tritonkit_client import BoundingBox, Detection, InvalidInputError, ServerError, annotate
+from tritonkit_client.detection import _thresholds, parse_detections
 
 
 def outputs() -> dict[str, np.ndarray]:

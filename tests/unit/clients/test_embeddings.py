@@ -1,12 +1,11 @@
-"""clients.embeddings: the BYTES tensor of texts and output checks."""
+"""tritonkit_client.embeddings: the BYTES tensor of texts and output checks."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from clients import InvalidInputError, ServerError
-from clients.embeddings import _embeddings, texts_tensor
+from tritonkit_client import InvalidInputError, ServerError
+from tritonkit_client.embeddings import _embeddings, texts_tensor
 
 
 def test_texts_tensor_is_utf8_bytes_one_per_row() -> None:

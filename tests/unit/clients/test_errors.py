@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from clients import errors
-from clients.errors import ClientError, InvalidOptionError, InvalidURLError
+from tritonkit_client import errors
+from tritonkit_client.errors import ClientError, InvalidOptionError, InvalidURLError
 
 ALL: list[type[ClientError]] = [
     errors.InvalidOptionError,

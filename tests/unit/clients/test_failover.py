@@ -1,12 +1,10 @@
-"""clients.failover without a server: closed ports are real connection refusals."""
+"""tritonkit_client.failover without a server: closed ports are real connection refusals."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from build_scripts.local_server.ports import pick_free_ports
-from clients import (
+from tritonkit_client import (
     FailoverClient,
     FailoverPolicy,
     InvalidInputError,
@@ -14,8 +12,10 @@ from clients import (
     ServerUnavailableError,
     connect_failover,
 )
-from clients.failover import should_fail_over
-from clients.options import parse_url
+from tritonkit_client.failover import should_fail_over
+from tritonkit_client.options import parse_url
+
+from tritonkit.server.ports import pick_free_ports
 
 
 def test_all_endpoints_down_raises_unavailable_after_every_round() -> None:

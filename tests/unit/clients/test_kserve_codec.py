@@ -8,8 +8,7 @@ import struct
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-
-from clients.kserve_codec import (
+from tritonkit_client.kserve_codec import (
     HEADER_LENGTH,
     CodecError,
     Datatype,

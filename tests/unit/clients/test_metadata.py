@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2
-
-from clients._metadata import (
+from tritonkit_client._metadata import (
     JSON_ANSWERS,
     PROTO_ANSWERS,
     model_config_from_json,
@@ -17,8 +16,8 @@ from clients._metadata import (
     model_status_from_json,
     model_status_from_proto,
 )
-from clients.errors import ServerError
-from clients.results import ModelState, ModelStatus, TensorMetadata
+from tritonkit_client.errors import ServerError
+from tritonkit_client.results import ModelState, ModelStatus, TensorMetadata
 
 # Captured from a local Triton 2.51 (`GET /v2/models/ident/config`), trimmed; the last key is
 # one this client's protobuf does not know (as from a newer server).

@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 from tritonclient.utils import InferenceServerException
-
-from clients.errors import (
+from tritonkit_client.errors import (
     ClientError,
     ClientTimeoutError,
     InvalidInputError,
@@ -17,7 +16,7 @@ from clients.errors import (
     ResourceExhaustedError,
     ServerUnavailableError,
 )
-from clients.options import (
+from tritonkit_client.options import (
     ClientOptions,
     Endpoint,
     Protocol,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from clients._readiness import MIN_CALL_TIMEOUT_S, ReadinessDeadline
-from clients.errors import ClientTimeoutError, InvalidInputError, ServerUnavailableError
+from tritonkit_client._readiness import MIN_CALL_TIMEOUT_S, ReadinessDeadline
+from tritonkit_client.errors import ClientTimeoutError, InvalidInputError, ServerUnavailableError
 
 
 def deadline(timeout_s: float, *, request_timeout_s: float = 60.0) -> ReadinessDeadline:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from clients._requests import binary_request, infer_args
-from clients.errors import InvalidInputError
-from clients.options import Protocol
+from tritonkit_client._requests import binary_request, infer_args
+from tritonkit_client.errors import InvalidInputError
+from tritonkit_client.options import Protocol
 
 
 def test_infer_args_convert_and_copy() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients.results import HealthReport, ModelReadiness, ModelState, ModelStatus
+from tritonkit_client.results import HealthReport, ModelReadiness, ModelState, ModelStatus
 
 
 def test_model_state_parse() -> None:

@@ -12,9 +12,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2
-
-from clients._requests import infer_args
-from clients._shm import (
+from tritonkit_client._requests import infer_args
+from tritonkit_client._shm import (
     RegionSet,
     ShmInference,
     build_shm_request,
@@ -22,10 +21,10 @@ from clients._shm import (
     plan_output_region,
     shared_memory_module,
 )
-from clients._tensors import prepare_inputs
-from clients.errors import InvalidInputError, SharedMemoryError
-from clients.options import Protocol
-from clients.results import ModelMetadata, TensorMetadata
+from tritonkit_client._tensors import prepare_inputs
+from tritonkit_client.errors import InvalidInputError, SharedMemoryError
+from tritonkit_client.options import Protocol
+from tritonkit_client.results import ModelMetadata, TensorMetadata
 
 
 def test_input_region_layout() -> None:

@@ -8,16 +8,15 @@ import time
 
 import numpy as np
 import pytest
-
-from clients.errors import (
+from tritonkit_client.errors import (
     ClientError,
     ClientTimeoutError,
     InvalidInputError,
     InvalidURLError,
     ServerUnavailableError,
 )
-from clients.options import Endpoint, Protocol
-from clients.sync_client import TritonClient, connect
+from tritonkit_client.options import Endpoint, Protocol
+from tritonkit_client.sync_client import TritonClient, connect
 
 
 def test_connect_rejects_bad_urls_before_any_io() -> None:
@@ -30,7 +29,7 @@ def test_refused_connection_is_retried_then_unavailable(
     scheme: str, closed_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"{scheme}://127.0.0.1:{closed_port}"
-    caplog.set_level(logging.WARNING, logger="clients.options")
+    caplog.set_level(logging.WARNING, logger="tritonkit_client.options")
     with connect(url, timeout_s=2, retries=2, backoff_s=0.01) as client:
         assert client.url == url
         with pytest.raises(ServerUnavailableError) as info:

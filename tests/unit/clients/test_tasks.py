@@ -6,11 +6,10 @@ import asyncio
 
 import numpy as np
 import pytest
-
-from clients.async_client import connect_async
-from clients.errors import InvalidInputError, ServerError, ServerUnavailableError
-from clients.sync_client import connect
-from clients.tasks import (
+from tritonkit_client.async_client import connect_async
+from tritonkit_client.errors import InvalidInputError, ServerError, ServerUnavailableError
+from tritonkit_client.sync_client import connect
+from tritonkit_client.tasks import (
     Classification,
     classify,
     classify_async,

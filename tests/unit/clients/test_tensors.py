@@ -11,10 +11,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2
 from tritonclient.utils import serialize_byte_tensor
-
-from clients._tensors import build_request, prepare_inputs, read_outputs, triton_datatype
-from clients.errors import InvalidInputError, ServerError
-from clients.options import Protocol
+from tritonkit_client._tensors import build_request, prepare_inputs, read_outputs, triton_datatype
+from tritonkit_client.errors import InvalidInputError, ServerError
+from tritonkit_client.options import Protocol
 
 
 def test_prepare_inputs_maps_strings_and_bytes_to_object_arrays() -> None:

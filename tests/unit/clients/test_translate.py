@@ -9,9 +9,8 @@ import pytest
 from aiohttp import ServerDisconnectedError
 from tritonclient.grpc._utils import get_error_grpc
 from tritonclient.utils import InferenceServerException
-
-from clients._translate import TRANSLATABLE, status_error_type, translate_error
-from clients.errors import (
+from tritonkit_client._translate import TRANSLATABLE, status_error_type, translate_error
+from tritonkit_client.errors import (
     ClientError,
     ClientTimeoutError,
     InvalidInputError,

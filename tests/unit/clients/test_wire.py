@@ -13,11 +13,10 @@ import tritonclient.grpc.aio as grpc_aio
 import tritonclient.http as httpclient
 import tritonclient.http.aio as http_aio
 from tritonclient.utils import InferenceServerException
-
-from clients._translate import TRANSLATABLE
-from clients._wire import Call, Calls, grpc_channel_args
-from clients.errors import ClientError
-from clients.options import ClientOptions, Protocol
+from tritonkit_client._translate import TRANSLATABLE
+from tritonkit_client._wire import Call, Calls, grpc_channel_args
+from tritonkit_client.errors import ClientError
+from tritonkit_client.options import ClientOptions, Protocol
 
 
 def test_grpc_channel_args_raise_the_message_limit() -> None:

@@ -1,4 +1,5 @@
-"""Package metadata takes ranges; constraints.txt pins the tested set, inside those ranges."""
+"""Package metadata (both distributions) takes ranges; constraints.txt pins the tested set, inside
+those ranges."""
 
 from __future__ import annotations
 
@@ -9,14 +10,19 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[3]
+PROJECTS = (ROOT / "pyproject.toml", ROOT / "clients" / "pyproject.toml")
+OWN = {"tritonkit", "tritonkit-client"}  # this repository's distributions, installed from it
 
 
 def _requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    listed = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
-        listed.extend(extra)
-    return [Requirement(text) for text in listed]
+    listed: list[str] = []
+    for path in PROJECTS:
+        project = tomllib.loads(path.read_text(encoding="utf-8"))["project"]
+        listed.extend(project["dependencies"])
+        for extra in project.get("optional-dependencies", {}).values():
+            listed.extend(extra)
+    requirements = [Requirement(text) for text in listed]
+    return [r for r in requirements if canonicalize_name(r.name) not in OWN]
 
 
 def _pins() -> dict[str, str]:

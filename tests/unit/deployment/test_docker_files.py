@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scaleout.server_flags import read_server_flags, unsupported_flags
-from scaleout.shm_size import MIB, estimate_shm_size
+from harness.scaleout.server_flags import read_server_flags, unsupported_flags
+from harness.scaleout.shm_size import MIB, estimate_shm_size
 
 ROOT = Path(__file__).resolve().parents[3]
 DOCKER = ROOT / "docker"

@@ -1,4 +1,4 @@
-"""docker/versions.env agrees with build_scripts/releases.py and with every deployment file."""
+"""docker/versions.env agrees with src/tritonkit/releases.py and with every deployment file."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from build_scripts.errors import BuildError
-from build_scripts.releases import (
-    CLASSIFICATION_BYTES_FIX,
-    RELEASES,
-    Release,
-    tensorrt_api_surface,
-    version_triplet,
-)
-from scaleout.errors import ScaleoutError
-from scaleout.versions import (
+from harness.scaleout.errors import ScaleoutError
+from harness.scaleout.versions import (
     VERSIONS_FILE,
     consistency_problems,
     file_problems,
     read_versions,
     release_problems,
+)
+from tritonkit.errors import ToolkitError
+from tritonkit.releases import (
+    CLASSIFICATION_BYTES_FIX,
+    RELEASES,
+    Release,
+    tensorrt_api_surface,
+    version_triplet,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -102,7 +102,7 @@ def test_tensorrt_api_is_the_held_surface_of_the_release_tensorrt() -> None:
     assert tensorrt_api_surface("11.1.0.106") == "11.1"
     assert tensorrt_api_surface("10.8.0.43") == "10.8.0"
     assert tensorrt_api_surface("10.9.0.34") is None
-    with pytest.raises(BuildError, match="tensorrt_api"):
+    with pytest.raises(ToolkitError, match="tensorrt_api"):
         Release(name="99.01", triton="2.0.0", tensorrt="10.16.0.72", cuda="13.2.0",
                 tensorrt_api="11.1", classification_bytes_fix=True)
 

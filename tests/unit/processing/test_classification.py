@@ -1,12 +1,12 @@
-"""processing.classification against naive per-row references."""
+"""tritonkit.processing.classification against naive per-row references."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from processing.classification import label_table, lookup_labels, softmax, top_k
-from processing.step_api import StepInputError
+from tritonkit.processing.classification import label_table, lookup_labels, softmax, top_k
+from tritonkit.processing.step_api import StepInputError
 
 
 def naive_softmax(row: np.ndarray) -> np.ndarray:

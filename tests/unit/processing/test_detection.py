@@ -1,4 +1,5 @@
-"""processing.detection: letterbox geometry, batched decode + class-aware NMS, and mAP@0.5."""
+"""tritonkit.processing.detection: letterbox geometry, batched decode + class-aware NMS, and
+mAP@0.5."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processing import detection
-from processing.detection import ImageDetections
-from processing.step_api import StepInputError
+from tritonkit.processing import detection
+from tritonkit.processing.detection import ImageDetections
+from tritonkit.processing.step_api import StepInputError
 
 
 def png(width: int, height: int, colour: tuple[int, int, int] = (255, 0, 0)) -> bytes:

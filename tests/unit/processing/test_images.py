@@ -1,4 +1,5 @@
-"""processing.images: decoding, safety limits, per-row errors and the normalized NCHW batch."""
+"""tritonkit.processing.images: decoding, safety limits, per-row errors and the normalized NCHW
+batch."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processing.images import (
+from tritonkit.processing.images import (
     InvalidImageError,
     decode_image,
     normalization,
     preprocess_images,
 )
-from processing.step_api import StepInputError
+from tritonkit.processing.step_api import StepInputError
 
 
 def encode(array: np.ndarray, fmt: str = "PNG", **kw: object) -> bytes:

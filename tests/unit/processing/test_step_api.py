@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing.step_api import (
+from tritonkit.processing.step_api import (
     ProcessingError,
     StepConfigError,
     StepContext,

@@ -1,4 +1,5 @@
-"""processing.steps: the functions models.yaml names, called like the Triton adapter does."""
+"""tritonkit.processing.steps: the functions models.yaml names, called like the Triton adapter
+does."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from processing import steps
-from processing.step_api import StepContext, StepInputError
+from tritonkit.processing import steps
+from tritonkit.processing.step_api import StepContext, StepInputError
 
 DIGITS_PARAMS = {"height": "8", "width": "8", "channels": "1", "mean": "0.0", "std": "1.0"}
 

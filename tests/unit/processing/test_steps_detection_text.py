@@ -1,4 +1,4 @@
-"""processing.steps: the detection and text-embedding step functions models.yaml names."""
+"""tritonkit.processing.steps: the detection and text-embedding step functions models.yaml names."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from processing import steps
-from processing.step_api import StepConfigError, StepContext, StepInputError, prepare_step
 from tests.unit.processing.test_text import tokenizer_dir  # noqa: F401 -- fixture
+from tritonkit.processing import steps
+from tritonkit.processing.step_api import StepConfigError, StepContext, StepInputError, prepare_step
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -86,7 +86,7 @@ def test_tokenize_and_pool_steps(tokenizer_dir: Path) -> None:  # noqa: F811
 
 
 def test_models_yaml_matches_the_example_models() -> None:
-    from model_zoo import detector
+    from examples.model_zoo import detector
 
     spec = yaml.safe_load((REPO_ROOT / "models.yaml").read_text())
     by_name = {s["name"]: s for s in spec["python_steps"]}

@@ -1,4 +1,4 @@
-"""processing.text: tokenizing with a model's own tokenizer.json, and mean pooling."""
+"""tritonkit.processing.text: tokenizing with a model's own tokenizer.json, and mean pooling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from processing import text
-from processing.step_api import StepConfigError, StepInputError
+from tritonkit.processing import text
+from tritonkit.processing.step_api import StepConfigError, StepInputError
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello", "world", "the", "cat"]
 

@@ -1,7 +1,0 @@
-"""Entry point: `python -m build_scripts`."""
-
-import sys
-
-from build_scripts.cli import main
-
-sys.exit(main())

@@ -1,5 +1,0 @@
-"""`python -m clients`: see `clients.cli`."""
-
-from clients.cli import main
-
-raise SystemExit(main())

@@ -1,1 +1,0 @@
-"""Plain, importable pre/post-processing functions, vectorized over a batch. No Triton import."""
