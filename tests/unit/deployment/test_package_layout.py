@@ -109,3 +109,12 @@ def test_each_distribution_installs_one_root() -> None:
     assert client["tool"]["setuptools"]["packages"]["find"] == {"include": ["tritonkit_client*"]}
     assert sorted(p.name for p in (ROOT / "src").iterdir() if p.is_dir()
                   and not p.name.endswith(".egg-info")) == ["tritonkit"]
+
+
+@pytest.mark.parametrize("command", ["build", "lint", "serve"])
+def test_the_build_scripts_are_thin_entry_points_to_the_cli(command: str) -> None:
+    script = ROOT / "build_scripts" / f"{command}_repository.py"
+    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True,
+                            text=True, check=False, timeout=60, cwd=ROOT / "build_scripts")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: tritonkit {command}")
