@@ -9,6 +9,12 @@ PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-stamp
 EXTRAS := build,serve,bench,export,dev
 CODE := src clients/tritonkit_client build_scripts examples harness
+# Offline sources of Triton's ONNX Runtime backend, where a shared third_party folder is beside
+# the checkout (CI); without them `tritonkit build-backend` clones the r24.10 branches from GitHub.
+ifneq ($(wildcard ../shared/third_party/triton-r24.10),)
+export TRITONKIT_BACKEND_SOURCES ?= $(abspath ../shared/third_party/triton-r24.10)
+export TRITONKIT_ONNXRUNTIME_HEADERS ?= $(abspath ../shared/third_party/onnxruntime-1.19.0/include)
+endif
 
 .PHONY: help setup models demo repository wheels check-repository lint-repository bench bench-smoke \
         test test-unit test-integration lint format clean scaleout check-deploy reliability
@@ -24,6 +30,7 @@ $(SETUP_STAMP): pyproject.toml clients/pyproject.toml constraints.txt scripts/in
 	$(PY) -m pip install --quiet --upgrade pip wheel
 	$(PY) -m pip install --quiet -c constraints.txt -e ./clients -e '.[$(EXTRAS)]'
 	bash scripts/install_system_deps.sh
+	$(VENV)/bin/tritonkit build-backend
 	@touch $@
 
 models: setup ## train and export the example models into artifacts/ (cached)

@@ -22,11 +22,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from harness.benchmarks.errors import BenchmarkError
 from tritonkit.build import ReferencePipeline
 from tritonkit.repository import read_config
-from tritonkit.runtime import OnnxBatchRunner
 from tritonkit.runtime import parameters as parameter_names
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,29 @@ def available_cores() -> int:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def _onnx_path(model_dir: Path, parameters: Mapping[str, str]) -> Path:
+class OnnxSession:
+    """An ONNX step on ONNX Runtime's CPU provider: sequential execution, one inter-op thread
+    and `intra_op_threads` intra-op threads."""
+
+    def __init__(self, path: Path, *, intra_op_threads: int) -> None:
+        options = ort.SessionOptions()
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        options.intra_op_num_threads = intra_op_threads
+        self.session = ort.InferenceSession(str(path), sess_options=options,
+                                            providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, dict(feeds))
+        return dict(zip(self.output_names, outputs, strict=True))
+
+
+def _onnx_path(model_dir: Path) -> Path:
     versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
     if not versions:
         raise BenchmarkError(f"{model_dir}: no version directory")
-    file_name = (parameters.get(parameter_names.ONNX_MODEL_FILE)
-                 or parameter_names.DEFAULT_ONNX_MODEL_FILE)
-    path = model_dir / str(versions[-1]) / file_name
+    path = model_dir / str(versions[-1]) / parameter_names.DEFAULT_ONNX_MODEL_FILE
     if not path.is_file():
         raise BenchmarkError(f"{model_dir.name}: {path} is missing (build the local or "
                              f"onnxruntime target)")
@@ -70,8 +86,8 @@ class TunedPipeline:
 
     Wiring and Python steps come from `ReferencePipeline` (so they are exactly what the
     reference and the Python backend run); each ONNX step runs on its own session made by
-    `OnnxBatchRunner.from_path` (CPU provider, sequential execution, 1 inter-op thread,
-    `intra_op_threads` intra-op threads), the same session setup as the local target's runner.
+    `OnnxSession` (CPU provider, sequential execution, 1 inter-op thread, `intra_op_threads`
+    intra-op threads).
     Calling it raises ReferenceRunError (a ToolkitError) naming the rows a step rejected.
     """
 
@@ -85,20 +101,20 @@ class TunedPipeline:
         self.max_batch_size = int(config.max_batch_size)
         self.input_names = tuple(t.name for t in config.input)
         self.output_names = tuple(self.reference.output_names)
-        self._onnx: dict[int, OnnxBatchRunner] = {}
+        self._onnx: dict[int, OnnxSession] = {}
         for index, (step, _) in enumerate(self.reference.steps):
             model_dir = repository / step.model_name
             parameters = {k: v.string_value
                           for k, v in read_config(model_dir / "config.pbtxt").parameters.items()}
             if parameter_names.FUNCTION in parameters:
                 continue  # a Python step: ReferencePipeline's runner calls its function
-            self._onnx[index] = OnnxBatchRunner.from_path(
-                _onnx_path(model_dir, parameters), intra_op_threads=intra_op_threads)
+            self._onnx[index] = OnnxSession(_onnx_path(model_dir),
+                                            intra_op_threads=intra_op_threads)
         log.info("%s: loaded %d steps (%d ONNX, intra_op_threads=%d)", pipeline,
                  len(self.reference.steps), len(self._onnx), intra_op_threads)
 
     @property
-    def onnx_runners(self) -> tuple[OnnxBatchRunner, ...]:
+    def onnx_sessions(self) -> tuple[OnnxSession, ...]:
         """The ONNX steps' runners, in pipeline order."""
         return tuple(self._onnx[index] for index in sorted(self._onnx))
 
@@ -108,7 +124,7 @@ class TunedPipeline:
             feeds = {model_input: tensors[tensor]
                      for model_input, tensor in step.input_map.items()}
             onnx = self._onnx.get(index)
-            outputs = onnx.run_batch(feeds).outputs if onnx is not None else run(feeds)
+            outputs = onnx(feeds) if onnx is not None else run(feeds)
             for model_output, tensor in step.output_map.items():
                 tensors[tensor] = outputs[model_output]
         return {name: tensors[name] for name in self.output_names}

@@ -1,4 +1,4 @@
-"""`tritonkit {build,lint,serve}`: parses arguments and calls the library."""
+"""`tritonkit {build,lint,serve,build-backend}`: parses arguments and calls the library."""
 
 from __future__ import annotations
 
@@ -118,6 +118,14 @@ def _serve(args: argparse.Namespace) -> int:
                              f"metrics {urls.metrics}  (Ctrl-C to stop)", flush=True))
 
 
+def _build_backend(args: argparse.Namespace) -> int:
+    from tritonkit.server.onnxruntime_backend import ensure_onnxruntime_backend  # noqa: PLC0415
+
+    library = ensure_onnxruntime_backend(args.cache_dir, jobs=args.jobs)
+    print(f"Triton's ONNX Runtime backend for the local server: {library}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tritonkit", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -159,6 +167,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--metrics-port", type=int, default=None)
     serve.add_argument("--model-control", choices=["none", "explicit", "poll"], default="none")
     serve.set_defaults(run=_serve)
+
+    backend = sub.add_parser(
+        "build-backend", help="build Triton's ONNX Runtime backend for the local server (cached)",
+        description="Sources: $TRITONKIT_BACKEND_SOURCES and $TRITONKIT_ONNXRUNTIME_HEADERS, "
+                    "else the r24.10 branches from GitHub. A cached build is reused.")
+    backend.add_argument("--cache-dir", type=Path, default=None,
+                         help="default: ~/.cache/tritonkit/onnxruntime-backend")
+    backend.add_argument("--jobs", type=int, default=None, help="parallel compile jobs")
+    backend.set_defaults(run=_build_backend)
     return p
 
 

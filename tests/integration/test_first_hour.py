@@ -3,9 +3,11 @@
 Its code blocks run in order as one bash script: `make wheels` in the checkout, then a fresh
 virtualenv in an empty folder outside it (`~/my_project`, with HOME a temporary folder), the
 wheels installed, a model written, the spec saved, build, lint, serve, the Python call and the
-stop. Two things differ from a user's shell, both outside the README's text: the ports 8000
-and 8001 become free ones, and pip gets the tested pins as constraints (`PIP_CONSTRAINT`), so
-it installs the versions the pip cache already holds.
+stop. Three things differ from a user's shell, all outside the README's text: the ports 8000
+and 8001 become free ones; pip gets the tested pins as constraints (`PIP_CONSTRAINT`), so it
+installs the versions the pip cache already holds; and the cache folder (`XDG_CACHE_HOME`)
+stays this machine's, where `make setup` built Triton's ONNX Runtime backend for this
+onnxruntime (a user's first `tritonkit serve` builds it there once).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def _user_environment(home: Path) -> dict[str, str]:
             if p and not Path(p).resolve().is_relative_to(Path(sys.prefix).resolve())]
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
-    env.update(HOME=str(home), PATH=os.pathsep.join([base_bin, *path]),
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    env.update(HOME=str(home), PATH=os.pathsep.join([base_bin, *path]), XDG_CACHE_HOME=cache,
                PIP_CONSTRAINT=str(REPO_ROOT / "constraints.txt"),
                PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env

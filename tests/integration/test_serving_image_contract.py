@@ -2,9 +2,9 @@
 
 - A fresh virtualenv holds exactly what the image installs: `docker/install_runtime.sh` (the
   same script the Dockerfile runs) puts the tritonkit wheel's runtime part and the pins of
-  `docker/requirements-serving.txt` into it. One addition, until the native ONNX Runtime
-  backend runs here: `onnxruntime`, for the `local` target's Python-backend model runner, which
-  stands in for the image's native backend.
+  `docker/requirements-serving.txt` into it, and nothing else. The ONNX models run on Triton's
+  own ONNX Runtime backend, inside the server, as in the image (here the one built for the
+  local server; the image brings its own).
 - The repository is a copy outside the checkout, made read-only (the image mounts it so).
 - The server starts through `docker/entrypoint.sh` with `docker/triton-server.flags`, from an
   unrelated working directory, and its Python-backend stubs run the fresh virtualenv.
@@ -37,6 +37,7 @@ from harness.benchmarks.workloads import load_workload
 from tritonkit.build.reference_runner import ReferencePipeline
 from tritonkit.repository.lint import lint_repository
 from tritonkit.server.local_triton import LocalTriton, find_orphans, prepare_backend_dir
+from tritonkit.server.onnxruntime_backend import onnxruntime_backend_library
 from tritonkit.server.ports import pick_free_ports
 from tritonkit.server.process_tree import spawn_group_leader, stop_group
 from tritonkit.server.server_environment import INSTANCE_ENV_VAR, server_environment
@@ -84,15 +85,8 @@ def set_writable(root: Path, writable: bool) -> None:
         path.chmod(mode | stat.S_IWUSR if writable else mode & ~write)
 
 
-def _pin(package: str) -> str:
-    for line in (REPO_ROOT / "constraints.txt").read_text(encoding="utf-8").splitlines():
-        if line.lower().startswith(f"{package}=="):
-            return line.strip()
-    raise AssertionError(f"constraints.txt pins no {package}")
-
-
 def _serving_venv(root: Path) -> Path:
-    """A fresh virtualenv with what the image installs (plus the stand-in's onnxruntime)."""
+    """A fresh virtualenv with exactly what the image installs."""
     wheels = root / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "--wheel-dir", str(wheels), str(REPO_ROOT)],
@@ -107,8 +101,6 @@ def _serving_venv(root: Path) -> Path:
                     str(DOCKER / "requirements-serving.txt")],
                    check=True, timeout=INSTALL_TIMEOUT_S, env=env, cwd=root,
                    stdout=subprocess.DEVNULL)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                    _pin("onnxruntime")], check=True, timeout=INSTALL_TIMEOUT_S, env=env)
     return venv
 
 
@@ -124,7 +116,8 @@ def serving_image(example_repository: Path,
     working_dir.mkdir()
 
     installation = find_tritonserver()
-    backend_dir = prepare_backend_dir(installation, root / "backends")
+    backend_dir = prepare_backend_dir(installation, root / "backends",
+                                      onnxruntime_backend=onnxruntime_backend_library())
     server_bin = root / "bin"  # `tritonserver` on PATH, as in the image
     server_bin.mkdir()
     launcher = server_bin / "tritonserver"
@@ -190,9 +183,10 @@ def test_the_server_runs_the_image_layout(serving_image: ServingImage) -> None:
          "print(tritonkit.runtime.__file__); print(sys.modules.get('onnx'))"],
         capture_output=True, text=True, check=True, cwd=serving_image.working_dir).stdout.split()
     assert Path(located[0]).is_relative_to(serving_image.venv)
-    built = subprocess.run([str(venv_python), "-c", "import tritonkit.build"],
-                           capture_output=True, text=True, check=False)
-    assert built.returncode != 0, "the serving venv holds the build stack"
+    for absent in ("tritonkit.build", "onnxruntime", "onnx"):
+        found = subprocess.run([str(venv_python), "-c", f"import {absent}"],
+                               capture_output=True, text=True, check=False)
+        assert found.returncode != 0, f"the serving venv holds {absent}"
     with urllib.request.urlopen(f"{serving_image.http}/v2/health/ready", timeout=10) as answer:
         assert answer.status == 200  # strict readiness: every model of the repository
 

@@ -149,12 +149,13 @@ def model_config(
     config = mc.ModelConfig(name=model.name)
     parameters = dict(model.serving.parameters)
     if target is Target.LOCAL:
-        config.backend = "python"
-        parameters[parameter_names.ONNX_MODEL_FILE] = MODEL_FILES[Target.LOCAL]
-        if model.onnxruntime.intra_op_threads:
-            parameters[parameter_names.INTRA_OP_THREADS] = str(model.onnxruntime.intra_op_threads)
+        # Triton's ONNX Runtime backend on KIND_CPU: the config of a CPU deployment in the NGC
+        # container, and what the local server runs (tritonkit.server.onnxruntime_backend)
+        config.backend = "onnxruntime"
     else:
         config.platform = PLATFORMS[target]
+    if target is not Target.TENSORRT and model.onnxruntime.intra_op_threads:
+        parameters[parameter_names.ORT_INTRA_OP_THREADS] = str(model.onnxruntime.intra_op_threads)
     inputs, outputs = tensors_from_onnx(info, batched=model.max_batch_size > 0)
     for tensor in inputs:
         _fill_io(config.input.add(), tensor)

@@ -79,7 +79,7 @@ def _load_step(repository: Path, name: str,
             raise ToolkitError(f"{name}: {module_name}:{attr} cannot serve: "
                              f"{type(e).__name__}: {e}") from e
         return _PythonStep(function=function, context=prepared)
-    onnx_path = version_dir / (parameters.get(parameter_names.ONNX_MODEL_FILE)
+    onnx_path = version_dir / (config.default_model_filename
                                or parameter_names.DEFAULT_ONNX_MODEL_FILE)
     if not onnx_path.is_file() and name in onnx_models:
         onnx_path = onnx_models[name]  # e.g. a tensorrt-target repository holds only plans

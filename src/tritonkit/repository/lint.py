@@ -131,11 +131,7 @@ def model_files(config: model_config_pb2.ModelConfig) -> tuple[str, ...]:
     per_gpu = sorted(set(config.cc_model_filenames.values()))
     if per_gpu:
         return tuple(per_gpu)
-    files: tuple[str, ...] = (config.default_model_filename or _DEFAULT_MODEL_FILE[kind],)
-    served = config.parameters.get(parameter_names.ONNX_MODEL_FILE)
-    if served is not None and served.string_value:  # the local target's ONNX Runtime runner
-        files += (served.string_value,)
-    return files
+    return (config.default_model_filename or _DEFAULT_MODEL_FILE[kind],)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,20 +1,11 @@
-"""What runs inside Triton's Python backend: thin adapters around plain functions and ONNX Runtime.
+"""What runs inside Triton's Python backend: the thin adapter around plain step functions.
 
-`python_step` runs a `module:callable` step, `onnx_runner` runs an ONNX model on the CPU;
-`batching` holds their Triton-free core (concatenate requests, run once, answer each).
+`python_step` runs a `module:callable` step; `batching` holds its Triton-free core (concatenate
+requests, run once, answer each); `parameters` names the config parameters both sides read.
+ONNX models are served by Triton's own ONNX Runtime (or TensorRT) backend, not from Python.
 Importing this package imports neither Triton nor ONNX Runtime, and nothing of `tritonkit.build`.
 """
 
-from typing import Any
-
 from tritonkit.runtime import parameters
 
-__all__ = ["OnnxBatchRunner", "parameters"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "OnnxBatchRunner":  # imports onnxruntime: only when asked for
-        from tritonkit.runtime.onnx_runner import OnnxBatchRunner  # noqa: PLC0415
-
-        return OnnxBatchRunner
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["parameters"]

@@ -2,9 +2,10 @@
 
 FUNCTION = "function"  # "package.module:callable" a Python step calls over each batch
 LABELS_FILE = "labels_file"  # labels file in the model directory, passed to the step function
-INTRA_OP_THREADS = "intra_op_threads"  # ONNX Runtime intra-op threads of the local runner
-ONNX_MODEL_FILE = "onnx_model_file"  # the ONNX file the local runner serves, per version dir
-DEFAULT_ONNX_MODEL_FILE = "model.onnx"
+DEFAULT_ONNX_MODEL_FILE = "model.onnx"  # the file Triton's ONNX Runtime backend serves
+# Triton's ONNX Runtime backend reads these (its own names)
+ORT_INTRA_OP_THREADS = "intra_op_thread_count"
+ORT_INTER_OP_THREADS = "inter_op_thread_count"
 MAX_ELEMENT_BYTES = "max_element_bytes"  # bound on one BYTES element of a Python step's input
 TEXT_INPUTS = "text_inputs"  # comma-separated BYTES inputs of a Python step that must be UTF-8
 REQUEST_PARAMETERS = "request_parameters"  # comma-separated request parameters that override

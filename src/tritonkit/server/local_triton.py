@@ -42,7 +42,8 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING
 
-from tritonkit.errors import ServerError
+from tritonkit.errors import NativeBuildError, ServerError
+from tritonkit.server.onnxruntime_backend import onnxruntime_backend_library, serves_onnxruntime
 from tritonkit.server.process_tree import (
     describe_exit,
     find_processes,
@@ -227,7 +228,9 @@ class LocalTriton:
             self._workdir = Path(tempfile.mkdtemp(prefix="local-triton-"))
             if self._log_path is None:
                 self._log_path = self._workdir.parent / f"tritonserver-{self._instance_id}.log"
-            backend_dir = prepare_backend_dir(installation, self._workdir / "backends")
+            backend_dir = prepare_backend_dir(
+                installation, self._workdir / "backends",
+                onnxruntime_backend=self._onnxruntime_backend(installation))
             env = server_environment(installation, self._instance_id, self._env)
             for attempt in range(1, _PORT_ATTEMPTS + 1):
                 self._ports = choose_ports(self._options)
@@ -281,6 +284,18 @@ class LocalTriton:
                                             output=log_file)
         self._launched_at = time.monotonic()
         return ServerLogReader(self._log_path, offset=offset)  # only this attempt's lines
+
+    def _onnxruntime_backend(self, installation: TritonInstallation) -> Path | None:
+        """Triton's ONNX Runtime backend when the wheel's server must serve ONNX models
+        (built once and cached, `tritonkit.server.onnxruntime_backend`); None otherwise."""
+        if installation.kind is not InstallationKind.WHEEL or not serves_onnxruntime(
+                self._repository):
+            return None
+        try:
+            return onnxruntime_backend_library()
+        except NativeBuildError as e:
+            raise ServerError(f"{self._repository} has ONNX Runtime models, and Triton's ONNX "
+                              f"Runtime backend is not available for this server: {e}") from e
 
     def _working_dir(self) -> Path:
         """The server's working directory: `working_dir`, else an empty one of its own."""

@@ -163,26 +163,51 @@ def _link(target: Path, link: Path) -> None:
         shutil.copy2(target, link)
 
 
-def prepare_backend_dir(installation: TritonInstallation, dest: Path) -> Path:
+def _tritonserver_library(installation: TritonInstallation) -> Path:
+    """The wheel's libtritonserver (renamed by auditwheel), which backends link as
+    `libtritonserver.so`."""
+    found = sorted(installation.library_dir.glob("libtritonserver*.so*")) if (
+        installation.library_dir is not None) else []
+    if not found:
+        raise ServerError(f"no libtritonserver in {installation.library_dir}; reinstall "
+                          "nvidia-pytriton")
+    return found[0]
+
+
+def prepare_backend_dir(installation: TritonInstallation, dest: Path, *,
+                        onnxruntime_backend: Path | None = None) -> Path:
     """Return the directory to pass as `--backend-directory`.
 
     For the wheel, `<dest>/python/` is made with links to libtriton_python.so,
-    triton_python_backend_utils.py and the stub for this interpreter, and `dest` is returned.
-    A PATH installation (NGC) brings a complete backend directory: it is returned unchanged
-    and `dest` is not touched. Calling it again is harmless.
+    triton_python_backend_utils.py and the stub for this interpreter, and, given the built
+    `onnxruntime_backend` (`tritonkit.server.onnxruntime_backend`), `<dest>/onnxruntime/` with
+    it, the onnxruntime wheel's library and the server's; `dest` is returned. A PATH
+    installation (NGC) brings a complete backend directory: it is returned unchanged and
+    `dest` is not touched. Calling it again is harmless.
     """
     if installation.kind is InstallationKind.PATH:
         return installation.backends_dir
-    python_dir = dest / "python"
-    links = {
+    folders = {dest / "python": {
         installation.python_backend_dir / PYTHON_BACKEND_LIBRARY: PYTHON_BACKEND_LIBRARY,
         installation.python_backend_dir / PYTHON_BACKEND_UTILS: PYTHON_BACKEND_UTILS,
         installation.python_stub: STUB_BINARY,
-    }
+    }}
+    if onnxruntime_backend is not None:
+        from tritonkit.server.onnxruntime_backend import (  # noqa: PLC0415
+            ORT_SONAME,
+            onnxruntime_library,
+        )
+
+        folders[dest / "onnxruntime"] = {
+            onnxruntime_backend: onnxruntime_backend.name,
+            onnxruntime_library(): ORT_SONAME,
+            _tritonserver_library(installation): "libtritonserver.so",
+        }
     try:
-        python_dir.mkdir(parents=True, exist_ok=True)
-        for target, name in links.items():
-            _link(target, python_dir / name)
+        for folder, links in folders.items():
+            folder.mkdir(parents=True, exist_ok=True)
+            for target, name in links.items():
+                _link(target, folder / name)
     except OSError as e:
-        raise ServerError(f"cannot prepare the backend directory {python_dir}: {e}") from e
+        raise ServerError(f"cannot prepare the backend directory {dest}: {e}") from e
     return dest

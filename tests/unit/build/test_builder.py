@@ -73,7 +73,10 @@ def test_local_build_writes_a_servable_repository(spec: BuildSpec, tmp_path: Pat
         config = read_config(out / name / "config.pbtxt")
         assert config.name == name
     assert (out / "clf" / "1" / "model.onnx").is_file()
-    assert "onnx_runner" in (out / "clf" / "1" / "model.py").read_text()
+    assert not (out / "clf" / "1" / "model.py").exists()  # Triton's ONNX Runtime backend serves it
+    clf = read_config(out / "clf" / "config.pbtxt")
+    assert (clf.backend, clf.platform) == ("onnxruntime", "")
+    assert [g.kind for g in clf.instance_group] == [mc.ModelInstanceGroup.KIND_CPU]
     assert "python_step" in (out / "pre" / "1" / "model.py").read_text()
     assert (out / "clf" / "labels.txt").read_text().startswith("0\n1\n")
     assert (out / "pipe" / "1").is_dir()

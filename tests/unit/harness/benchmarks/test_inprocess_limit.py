@@ -93,12 +93,12 @@ def test_tuned_pipeline_matches_the_reference(repository: Path, images: list[byt
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_tuned_sessions_get_the_thread_settings(repository: Path, threads: int) -> None:
-    runners = TunedPipeline(repository, PIPELINE, intra_op_threads=threads).onnx_runners
-    assert len(runners) == 1
-    options = runners[0].session.get_session_options()
+    sessions = TunedPipeline(repository, PIPELINE, intra_op_threads=threads).onnx_sessions
+    assert len(sessions) == 1
+    options = sessions[0].session.get_session_options()
     assert options.intra_op_num_threads == threads
     assert options.inter_op_num_threads == 1
-    assert runners[0].session.get_providers() == ["CPUExecutionProvider"]
+    assert sessions[0].session.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_tuned_pipeline_refuses_no_threads_and_reports_bad_rows(repository: Path,
