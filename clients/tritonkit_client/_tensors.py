@@ -69,16 +69,18 @@ def tritonclient_module(protocol: WireProtocol) -> Any:
     return httpclient if protocol is WireProtocol.HTTP else grpcclient
 
 
-def requested_output(protocol: WireProtocol, name: str) -> Any:
-    """A tritonclient InferRequestedOutput; over HTTP it asks for binary data."""
+def requested_output(protocol: WireProtocol, name: str, class_count: int = 0) -> Any:
+    """A tritonclient InferRequestedOutput; over HTTP it asks for binary data. `class_count`
+    > 0 asks for the top-k classes of it (Triton's classification extension)."""
     module = tritonclient_module(protocol)
     if protocol is WireProtocol.HTTP:
-        return module.InferRequestedOutput(name, binary_data=True)
-    return module.InferRequestedOutput(name)
+        return module.InferRequestedOutput(name, binary_data=True, class_count=class_count)
+    return module.InferRequestedOutput(name, class_count=class_count)
 
 
 def build_request(
-    protocol: WireProtocol, arrays: Mapping[str, NDArray[Any]], outputs: Sequence[str] | None
+    protocol: WireProtocol, arrays: Mapping[str, NDArray[Any]], outputs: Sequence[str] | None,
+    *, class_counts: Mapping[str, int] | None = None,
 ) -> tuple[list[Any], list[Any] | None]:
     """tritonclient InferInputs (binary data) and requested outputs (binary data over HTTP;
     None asks for all outputs, which tritonclient.http also requests as binary)."""
@@ -91,7 +93,9 @@ def build_request(
         else:
             infer_input.set_data_from_numpy(array)
         infer_inputs.append(infer_input)
-    requested = None if outputs is None else [requested_output(protocol, n) for n in outputs]
+    counts = class_counts or {}
+    requested = None if outputs is None else [
+        requested_output(protocol, n, counts.get(n, 0)) for n in outputs]
     return infer_inputs, requested
 
 

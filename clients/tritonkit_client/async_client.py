@@ -213,9 +213,14 @@ class AsyncTritonClient(ClientBase):
         version: str = "",
         parameters: Parameters | None = None,
         shared_memory: bool = False,
+        class_counts: Mapping[str, int] | None = None,
     ) -> dict[str, NDArray[Any]]:
         """See `TritonClient.infer`."""
-        args = infer_args(model, inputs, outputs=outputs, version=version, parameters=parameters)
+        args = infer_args(model, inputs, outputs=outputs, version=version, parameters=parameters,
+                          class_counts=class_counts)
+        if shared_memory and args.class_counts:
+            raise InvalidInputError("classification (class_counts) comes back in the response; "
+                                    "it cannot be combined with shared_memory=True")
         if shared_memory:
             return await self._infer_shared_memory(args)
         request = self._binary_request(args)
@@ -230,6 +235,7 @@ class AsyncTritonClient(ClientBase):
         outputs: Sequence[str] | None = None,
         version: str = "",
         parameters: Parameters | None = None,
+        class_counts: Mapping[str, int] | None = None,
         max_batch_size: int | None = None,
         concurrency: int = 4,
     ) -> dict[str, NDArray[Any]]:
@@ -244,14 +250,16 @@ class AsyncTritonClient(ClientBase):
         chunks = chunk_inputs(arrays, total=total, max_batch_size=max_batch_size)
         if len(chunks) == 1:
             return await self.infer(
-                model, chunks[0], outputs=outputs, version=version, parameters=parameters
+                model, chunks[0], outputs=outputs, version=version, parameters=parameters,
+                class_counts=class_counts,
             )
         gate = asyncio.Semaphore(concurrency)
 
         async def run(chunk: dict[str, NDArray[Any]]) -> dict[str, NDArray[Any]]:
             async with gate:
                 return await self.infer(
-                    model, chunk, outputs=outputs, version=version, parameters=parameters
+                    model, chunk, outputs=outputs, version=version, parameters=parameters,
+                    class_counts=class_counts,
                 )
 
         tasks = [asyncio.ensure_future(run(chunk)) for chunk in chunks]

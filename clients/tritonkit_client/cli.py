@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     classify_parser = commands.add_parser("classify", parents=[common], help="classify image files")
     classify_parser.add_argument("--model", required=True, help="model or pipeline name")
-    classify_parser.add_argument("--top-k", type=int, default=None, help="best k per image")
+    classify_parser.add_argument("--top-k", type=int, default=1, help="best k per image")
     classify_parser.add_argument("images", nargs="+", type=Path, metavar="IMG")
 
     health_parser = commands.add_parser(

@@ -153,11 +153,13 @@ class FailoverClient:
         outputs: Sequence[str] | None = None,
         version: str = "",
         parameters: Parameters | None = None,
+        class_counts: Mapping[str, int] | None = None,
     ) -> dict[str, NDArray[Any]]:
         """`TritonClient.infer` on the first endpoint that can serve it."""
         return self.call(
             lambda client: client.infer(
-                model, inputs, outputs=outputs, version=version, parameters=parameters
+                model, inputs, outputs=outputs, version=version, parameters=parameters,
+                class_counts=class_counts,
             ),
             what=f"infer {model!r}",
         )

@@ -96,10 +96,12 @@ def _parse_datatype(value: object, where: str) -> Datatype:
 
 @dataclass(frozen=True, kw_only=True)
 class RequestedOutput:
-    """An output the client asks for, in binary (raw bytes after the header) or JSON form."""
+    """An output the client asks for, in binary (raw bytes after the header) or JSON form;
+    `class_count` > 0 asks for its top classes instead (the classification extension)."""
 
     name: str
     binary_data: bool = True
+    class_count: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,11 +333,13 @@ def _tensor_entry(name: str, array: np.ndarray, *, binary: bool) -> _Encoded:
 def encode_request(
     inputs: Mapping[str, np.ndarray], outputs: Sequence[str], *,
     request_id: str = "", binary_outputs: bool = True,
+    class_counts: Mapping[str, int] | None = None,
 ) -> tuple[bytes, int]:
     """The request body and its JSON header length (send it as `Inference-Header-Content-Length`).
 
     Every input travels as binary data; each named output is asked for in binary form (or
-    JSON when `binary_outputs` is False). No `outputs` asks for all of them.
+    JSON when `binary_outputs` is False), as its top classes when `class_counts` names it. No
+    `outputs` asks for all of them.
     """
     entries = [_tensor_entry(name, np.asarray(array), binary=True)
                for name, array in inputs.items()]
@@ -344,11 +348,31 @@ def encode_request(
         header["id"] = request_id
     header["inputs"] = [e.header for e in entries]
     if outputs:
-        header["outputs"] = [{"name": name, "parameters": {"binary_data": binary_outputs}}
-                             for name in outputs]
+        counts = class_counts or {}
+        header["outputs"] = [
+            {"name": name, "parameters": {"binary_data": binary_outputs,
+                                          **({"classification": counts[name]}
+                                             if counts.get(name) else {})}}
+            for name in outputs]
     else:
         header["parameters"] = {"binary_data_output": binary_outputs}
     return join_body(header, [e.blob for e in entries if e.blob is not None])
+
+
+def classification_strings(values: np.ndarray, class_count: int,
+                           labels: Sequence[str] = ()) -> np.ndarray:
+    """What Triton answers for the classification extension: per row, the `class_count`
+    largest values as BYTES `value:index[:label]`, largest first ([N, k] for [N, classes])."""
+    array = np.asarray(values)
+    rows = array.reshape(1, -1) if array.ndim == 1 else array.reshape(array.shape[0], -1)
+    k = min(class_count, rows.shape[1])
+    order = np.argsort(-rows, axis=1, kind="stable")[:, :k]
+    answer = np.empty((rows.shape[0], k), dtype=object)
+    for r, row in enumerate(order):
+        for c, index in enumerate(row):
+            label = f":{labels[index]}" if index < len(labels) else ""
+            answer[r, c] = f"{float(rows[r, index]):f}:{int(index)}{label}".encode()
+    return answer if array.ndim > 1 else answer[0]
 
 
 def request_headers(header_length: int) -> dict[str, str]:
@@ -369,9 +393,15 @@ def decode_request(body: bytes, header_length: int | None) -> InferRequest:
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise CodecError(f"outputs[{index}] must be an object with a string 'name'")
         output_parameters = entry.get("parameters") or {}
-        binary_flag = (output_parameters.get("binary_data", default_binary)
-                       if isinstance(output_parameters, dict) else default_binary)
-        requested.append(RequestedOutput(name=entry["name"], binary_data=bool(binary_flag)))
+        if not isinstance(output_parameters, dict):
+            raise CodecError(f"outputs[{index}].parameters must be an object")
+        binary_flag = output_parameters.get("binary_data", default_binary)
+        class_count = output_parameters.get("classification", 0)
+        if isinstance(class_count, bool) or not isinstance(class_count, int) or class_count < 0:
+            raise CodecError(f"outputs[{index}].parameters.classification must be a "
+                             f"non-negative integer, got {class_count!r}")
+        requested.append(RequestedOutput(name=entry["name"], binary_data=bool(binary_flag),
+                                         class_count=class_count))
     request_id = header.get("id", "")
     return InferRequest(inputs=inputs, outputs=tuple(requested),
                         request_id=str(request_id) if request_id is not None else "",

@@ -28,7 +28,7 @@ from tritonkit_client._requests import InferArgs, Parameters, infer_args
 from tritonkit_client._tensors import prepare_inputs, read_outputs
 from tritonkit_client._translate import CAUGHT
 from tritonkit_client._wire import Call, Calls, grpc_channel_args
-from tritonkit_client.errors import ClientError
+from tritonkit_client.errors import ClientError, InvalidInputError
 from tritonkit_client.options import (
     NO_RETRY,
     ClientOptions,
@@ -222,6 +222,7 @@ class TritonClient(ClientBase):
         version: str = "",
         parameters: Parameters | None = None,
         shared_memory: bool = False,
+        class_counts: Mapping[str, int] | None = None,
     ) -> dict[str, NDArray[Any]]:
         """Run one inference request; returns the outputs by name (all of them when `outputs`
         is None).
@@ -230,7 +231,11 @@ class TritonClient(ClientBase):
         system shared-memory region registered for this call and removed afterwards; the server
         must run on this host.
         """
-        args = infer_args(model, inputs, outputs=outputs, version=version, parameters=parameters)
+        args = infer_args(model, inputs, outputs=outputs, version=version, parameters=parameters,
+                          class_counts=class_counts)
+        if shared_memory and args.class_counts:
+            raise InvalidInputError("classification (class_counts) comes back in the response; "
+                                    "it cannot be combined with shared_memory=True")
         if shared_memory:
             return self._infer_shared_memory(args)
         request = self._binary_request(args)
@@ -245,6 +250,7 @@ class TritonClient(ClientBase):
         outputs: Sequence[str] | None = None,
         version: str = "",
         parameters: Parameters | None = None,
+        class_counts: Mapping[str, int] | None = None,
         max_batch_size: int | None = None,
     ) -> dict[str, NDArray[Any]]:
         """Like `infer`, but split inputs along axis 0 into chunks of the model's
@@ -256,7 +262,8 @@ class TritonClient(ClientBase):
             max_batch_size = self.max_batch_size(model, version=version)
         chunks = chunk_inputs(arrays, total=total, max_batch_size=max_batch_size)
         parts = [
-            self.infer(model, chunk, outputs=outputs, version=version, parameters=parameters)
+            self.infer(model, chunk, outputs=outputs, version=version, parameters=parameters,
+                       class_counts=class_counts)
             for chunk in chunks
         ]
         return parts[0] if len(parts) == 1 else merge_batches(parts)

@@ -1,5 +1,6 @@
 """Task helpers on top of the clients: image classification through a pipeline that takes
-encoded images as a BYTES tensor and returns top-k labels, scores and class indices."""
+encoded images as a BYTES tensor and answers top-k (label, score, index) through Triton's
+classification extension."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from tritonkit_client.sync_client import TritonClient
 
 @dataclass(frozen=True, kw_only=True)
 class Classification:
+    """One class of an image: its label (the index when the model has no labels file), its
+    score (the model's output value: a probability for the example classifiers), its index."""
+
     label: str
     score: float
     index: int
@@ -37,60 +41,45 @@ def images_tensor(images: Sequence[bytes | bytearray | memoryview]) -> NDArray[A
     return tensor
 
 
-def _check_top_k(top_k: int | None) -> None:
-    if top_k is not None and top_k < 1:
-        raise InvalidInputError(f"top_k must be >= 1, got {top_k}")
+#: The output a classification pipeline answers on; its config names the labels file.
+CLASSIFICATION_OUTPUT = "PROBABILITIES"
+DEFAULT_TOP_K = 1
 
 
-def _label_text(value: object) -> str:
+def _check_top_k(top_k: int) -> None:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InvalidInputError(f"top_k must be an integer >= 1, got {top_k!r}")
+
+
+def _text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
     return str(value)
 
 
-def parse_classifications(
-    labels: NDArray[Any],
-    scores: NDArray[Any],
-    indices: NDArray[Any],
-    *,
-    top_k: int | None = None,
-) -> list[list[Classification]]:
-    """One list per image, best score first, cut to `top_k` (None: all the server sent).
-
-    Arrays are [N, K]; a [N] array counts as K = 1.
-    """
-    _check_top_k(top_k)
-    rows = [np.asarray(a) for a in (labels, scores, indices)]
-    rows = [a.reshape(-1, 1) if a.ndim == 1 else a for a in rows]
-    if len({a.shape for a in rows}) != 1 or rows[0].ndim != 2:
-        raise ServerError(
-            f"labels, scores and class indices disagree in shape: {[tuple(a.shape) for a in rows]}"
-        )
-    label_rows, score_rows, index_rows = rows
+def parse_classifications(answer: NDArray[Any]) -> list[list[Classification]]:
+    """Triton's classification answer: one row per image of k strings `score:index[:label]`,
+    best first (a [N] array counts as k = 1). A class without a label gets its index."""
+    rows = np.asarray(answer)
+    if rows.ndim == 1:
+        rows = rows.reshape(-1, 1)
+    if rows.ndim != 2:
+        raise ServerError(f"a classification answer is [images, k]; got shape {list(rows.shape)}")
     results: list[list[Classification]] = []
-    for label_row, score_row, index_row in zip(label_rows, score_rows, index_rows, strict=True):
-        order = np.argsort(-score_row.astype(np.float64), kind="stable")
-        if top_k is not None:
-            order = order[:top_k]
-        results.append(
-            [
-                Classification(
-                    label=_label_text(label_row[i]),
-                    score=float(score_row[i]),
-                    index=int(index_row[i]),
-                )
-                for i in order
-            ]
-        )
+    for row in rows:
+        found = []
+        for value in row:
+            score, sep, rest = _text(value).partition(":")
+            index, _, label = rest.partition(":")
+            try:
+                found.append(Classification(label=label or index, score=float(score),
+                                            index=int(index)))
+            except ValueError:
+                raise ServerError(f"not a classification answer: {_text(value)!r}") from None
+            if not sep:
+                raise ServerError(f"not a classification answer: {_text(value)!r}")
+        results.append(found)
     return results
-
-
-def _classifications(
-    outputs: dict[str, NDArray[Any]], names: Sequence[str], *, top_k: int | None
-) -> list[list[Classification]]:
-    """Parse the outputs named `names` (labels, scores, class indices, in this order)."""
-    labels, scores, indices = (outputs[name] for name in names)
-    return parse_classifications(labels, scores, indices, top_k=top_k)
 
 
 def classify(
@@ -98,24 +87,23 @@ def classify(
     model: str,
     images: Sequence[bytes],
     *,
-    top_k: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
     version: str = "",
     image_input: str = "IMAGE",
-    labels_output: str = "LABELS",
-    scores_output: str = "SCORES",
-    indices_output: str = "CLASS_INDICES",
+    output: str = CLASSIFICATION_OUTPUT,
 ) -> list[list[Classification]]:
-    """Classify encoded images; one list of Classifications per image, in input order.
+    """Classify encoded images: the best `top_k` classes per image, in input order.
 
-    Large inputs are split into requests of the model's max_batch_size (`infer_batched`).
+    The server ranks them (Triton's classification extension, `class_count` on `output`), so
+    only k strings per image travel back. Large inputs are split into requests of the model's
+    max_batch_size (`infer_batched`).
     """
     _check_top_k(top_k)
     if not images:
         return []
-    names = [labels_output, scores_output, indices_output]
-    inputs = {image_input: images_tensor(images)}
-    outputs = client.infer_batched(model, inputs, outputs=names, version=version)
-    return _classifications(outputs, names, top_k=top_k)
+    outputs = client.infer_batched(model, {image_input: images_tensor(images)}, outputs=[output],
+                                   class_counts={output: top_k}, version=version)
+    return parse_classifications(outputs[output])
 
 
 async def classify_async(
@@ -123,21 +111,17 @@ async def classify_async(
     model: str,
     images: Sequence[bytes],
     *,
-    top_k: int | None = None,
+    top_k: int = DEFAULT_TOP_K,
     version: str = "",
     image_input: str = "IMAGE",
-    labels_output: str = "LABELS",
-    scores_output: str = "SCORES",
-    indices_output: str = "CLASS_INDICES",
+    output: str = CLASSIFICATION_OUTPUT,
     concurrency: int = 4,
 ) -> list[list[Classification]]:
     """The asyncio twin of `classify`; up to `concurrency` batches are in flight."""
     _check_top_k(top_k)
     if not images:
         return []
-    names = [labels_output, scores_output, indices_output]
-    inputs = {image_input: images_tensor(images)}
     outputs = await client.infer_batched(
-        model, inputs, outputs=names, version=version, concurrency=concurrency
-    )
-    return _classifications(outputs, names, top_k=top_k)
+        model, {image_input: images_tensor(images)}, outputs=[output],
+        class_counts={output: top_k}, version=version, concurrency=concurrency)
+    return parse_classifications(outputs[output])

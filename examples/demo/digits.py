@@ -51,7 +51,7 @@ def reference_top1(repository: Path, spec: BuildSpec, images: Sequence[bytes]) -
     onnx_models = {m.name: m.onnx for m in spec.models}
     pipeline = ReferencePipeline(repository, PIPELINE, onnx_models=onnx_models)
     outputs = pipeline({"IMAGE": np.array(list(images), dtype=object).reshape(-1, 1)})
-    return np.asarray(outputs["CLASS_INDICES"])[:, 0].astype(np.int64)
+    return np.argmax(np.asarray(outputs["PROBABILITIES"]), axis=1).astype(np.int64)
 
 
 def classify_over(url: str, images: Sequence[bytes], *, chunk: int,

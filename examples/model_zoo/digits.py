@@ -34,6 +34,7 @@ from examples.model_zoo.export import (
     deterministic_torch,
     export_onnx,
     verify_dynamic_batch,
+    with_probabilities,
     write_npz,
 )
 from examples.model_zoo.stamp import (
@@ -65,7 +66,7 @@ CALIBRATION_FILE = "calibration.npz"
 HOLDOUT_FILE = "holdout.npz"
 METRICS_FILE = "metrics.json"
 INPUT_NAME = "pixels"
-OUTPUT_NAME = "logits"
+OUTPUT_NAME = "probabilities"
 
 Split = Literal["train", "test"]
 
@@ -199,8 +200,8 @@ def train(pixels: np.ndarray, labels: np.ndarray, config: TrainingConfig) -> Dig
 def onnx_accuracy(path: Path, blobs: Sequence[bytes], labels: np.ndarray) -> float:
     """Top-1 accuracy of the ONNX model on encoded images, through the serving preprocessing."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    logits = session.run([OUTPUT_NAME], {INPUT_NAME: preprocess(blobs)})[0]
-    return float(np.mean(np.argmax(logits, axis=1) == labels))
+    probabilities = session.run([OUTPUT_NAME], {INPUT_NAME: preprocess(blobs)})[0]
+    return float(np.mean(np.argmax(probabilities, axis=1) == labels))
 
 
 # --- build --------------------------------------------------------------------------------
@@ -247,7 +248,8 @@ def build_digits(
     log.info("digits: training on %d images, testing on %d", len(train_blobs), len(test_blobs))
     model = train(train_pixels, train_labels, config)
 
-    onnx_bytes = export_onnx(model, torch.from_numpy(train_pixels[:2]), paths["onnx"],
+    onnx_bytes = export_onnx(with_probabilities(model), torch.from_numpy(train_pixels[:2]),
+                             paths["onnx"],
                              input_name=INPUT_NAME, output_name=OUTPUT_NAME)
     verify_dynamic_batch(paths["onnx"], test_pixels[:64])
     test_accuracy = onnx_accuracy(paths["onnx"], test_blobs, test_labels)

@@ -29,6 +29,12 @@ BATCH_AXIS = "batch"
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
+def with_probabilities(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` followed by a softmax over classes: the served classifier outputs probabilities,
+    so Triton's classification extension answers top-k with probabilities as scores."""
+    return torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+
+
 def export_onnx(
     model: torch.nn.Module,
     example: torch.Tensor,

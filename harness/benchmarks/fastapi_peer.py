@@ -74,6 +74,7 @@ from tritonkit_client.kserve_codec import (
     CodecError,
     Datatype,
     InferResponse,
+    classification_strings,
     datatype_of,
     decode_request,
     encode_error,
@@ -153,6 +154,10 @@ def _datatype_of_config(data_type: int) -> Datatype:
     return Datatype.BYTES if name == "STRING" else Datatype(name)
 
 
+def _labels(path: Path) -> tuple[str, ...]:
+    return tuple(path.read_text(encoding="utf-8").splitlines())
+
+
 class PeerApp:
     """What one worker serves: the pipeline and the checks Triton makes on each request."""
 
@@ -164,6 +169,8 @@ class PeerApp:
         self.inputs = {t.name: _TensorRule(datatype=_datatype_of_config(t.data_type),
                                            dims=tuple(int(d) for d in t.dims))
                        for t in ensemble.input}
+        self.labels = {t.name: _labels(config.repository / config.pipeline / t.label_filename)
+                       for t in ensemble.output if t.label_filename}
         self.executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-infer")
                          if config.handler is HandlerMode.EXECUTOR else None)
 
@@ -201,6 +208,11 @@ class PeerApp:
             self._check_inputs(request.inputs)
             requested = request.resolve_outputs(self.pipeline.output_names)
             outputs = self.pipeline(request.inputs)
+            for wanted in requested:  # top-k as Triton's classification extension answers
+                if wanted.class_count:
+                    outputs[wanted.name] = classification_strings(
+                        outputs[wanted.name], wanted.class_count,
+                        self.labels.get(wanted.name, ()))
             encoded, json_length = encode_response(
                 InferResponse(model_name=model_name, model_version=MODEL_VERSION,
                               request_id=request.request_id, outputs=outputs), requested)

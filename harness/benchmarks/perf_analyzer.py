@@ -12,8 +12,8 @@
   statistics perf_analyzer prints (for an ensemble: each composing model).
 - `profile_pipeline(...)` profiles an ensemble and then each of its steps on its own, each fed
   the real tensors that step sees inside the pipeline (captured by running the pipeline
-  in-process with `ReferencePipeline`): PNG bytes for preprocess, pixels for the classifier,
-  logits for postprocess; UTF-8 sentences, token ids and hidden states for embeddings. Where a
+  in-process with `ReferencePipeline`): PNG bytes for preprocess, pixels for the classifier;
+  UTF-8 sentences, token ids and hidden states for embeddings. Where a
   step input has a variable dim (token rows), each row is captured on its own at batch 1, so
   every `--input-data` entry keeps its own length (`"shape"` per entry) instead of the
   padding of a batch it never belonged to.

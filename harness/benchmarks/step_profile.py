@@ -15,7 +15,7 @@ import numpy as np
 from tritonkit_client.kserve_codec import decode_request, encode_request
 
 from harness.benchmarks.report import ProfileSection
-from harness.benchmarks.workloads import Workload
+from harness.benchmarks.workloads import CLASS_COUNTS, CLASSIFICATION_OUTPUTS, Workload
 from tritonkit.build import ReferencePipeline
 from tritonkit.processing import decode_image
 
@@ -44,11 +44,13 @@ def profile_steps(repository: Path, workload: Workload) -> ProfileSection:
     rows: list[tuple[object, ...]] = []
     for batch in BATCHES:
         images = np.array(list(workload.images[:batch]), dtype=object).reshape(batch, 1)
-        body, header_length = encode_request({"IMAGE": images}, ["LABELS"])
+        body, header_length = encode_request({"IMAGE": images}, CLASSIFICATION_OUTPUTS,
+                                             class_counts=CLASS_COUNTS)
         blobs = [bytes(b) for b in images[:, 0]]
         per_image = {
             "request encode (client)": _best_ms(partial(encode_request, {"IMAGE": images},
-                                                        ["LABELS"])),
+                                                        CLASSIFICATION_OUTPUTS,
+                                                        class_counts=CLASS_COUNTS)),
             "request decode (server)": _best_ms(partial(decode_request, body, header_length)),
             "image decode only": _best_ms(partial(_decode_all, blobs)),
         }

@@ -36,6 +36,12 @@ IMAGE_INPUT = IMAGE  # the ensemble input of the image pipelines
 TEXT_INPUT = TEXT  # the ensemble input of the embeddings pipeline
 
 
+# What a classification request asks for: the top-3 classes per image through Triton's
+# classification extension (the FastAPI peer answers the same request the same way).
+CLASSIFICATION_OUTPUTS = ("PROBABILITIES",)
+CLASS_COUNTS = {"PROBABILITIES": 3}
+
+
 class WorkloadName(str, Enum):
     LIGHT = "light"
     HEAVY = "heavy"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from harness.reliability.corpus_runner import CorpusResult
 from harness.reliability.defined_results import DefinedOutcome
+from harness.reliability.extension_corpus import ExtensionResult
 
 SUMMARY_KEYS = (
     "bad_input_cases", "bad_input_clear_errors", "server_crashes", "collateral_failures",
@@ -27,6 +29,7 @@ class ReliabilityReport:
     corpus: CorpusResult
     notes: Sequence[str]
     defined: Sequence[DefinedOutcome] = ()
+    extensions: ExtensionResult | None = None
 
 
 def _json(value: Any) -> Any:
@@ -59,6 +62,27 @@ def _defined_table(outcomes: Sequence[DefinedOutcome]) -> list[str]:
     return lines
 
 
+def _extension_tables(result: ExtensionResult) -> list[str]:
+    """The answers of the extension corpus, grouped: what was sent and how it was answered;
+    the HTTP 500 / INTERNAL answers listed; the known crashes that were not sent."""
+    groups = Counter((o.case, o.protocol.value, o.status) for o in result.outcomes)
+    lines = [f"## Protocol-extension corpus ({len(result.outcomes)} runs, server deaths "
+             f"{result.server_deaths})", "", "| case | protocol | answer | runs |",
+             "|---|---|---|---|"]
+    lines += [f"| {case} | {protocol} | {status} | {n} |"
+              for (case, protocol, status), n in sorted(groups.items())]
+    errors = Counter((o.case, o.protocol.value, o.message[:160]) for o in result.internal_errors)
+    lines += ["", f"### Answered 500 / INTERNAL ({len(result.internal_errors)} runs): a "
+              "malformed parameter Triton's core does not refuse as the client's error", "",
+              "| case | protocol | message | runs |", "|---|---|---|---|"]
+    lines += [f"| {case} | {protocol} | {message.replace('|', '/')} | {n} |"
+              for (case, protocol, message), n in sorted(errors.items())]
+    lines += ["", f"### Known crashes, not sent ({len(result.known_crashes)} runs)", ""]
+    lines += sorted({f"- {o.model} output {o.output}: {o.case} ({o.note})"
+                     for o in result.known_crashes})
+    return lines
+
+
 def write_report(report: ReliabilityReport, results_dir: Path, run_name: str) -> Path:
     run_dir = results_dir / run_name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +102,8 @@ def write_report(report: ReliabilityReport, results_dir: Path, run_name: str) ->
               f"## Defined-result edge cases ({len(report.defined)} runs): valid input, "
               "must succeed", ""]
     lines += _defined_table(report.defined)
+    if report.extensions is not None:
+        lines += ["", *_extension_tables(report.extensions)]
     lines += ["",
               f"## Bad-input corpus ({report.corpus.cases} runs, "
               f"{report.corpus.distinct_cases} distinct cases)", ""]

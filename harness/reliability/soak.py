@@ -55,7 +55,7 @@ def soak(server: LocalTriton, *, pipeline: str = "digits", total: int = 100_000,
         expected = driver.infer(request)
         with MemorySampler(lambda: server_pids(server), interval_s=sample_interval_s) as sampler:
             result = driver.run(request, concurrency=concurrency, total=total,
-                                check=output_check(expected, "CLASS_INDICES"))
+                                check=output_check(expected, "PROBABILITIES"))
     finally:
         driver.close()
     trace = sampler.trace()

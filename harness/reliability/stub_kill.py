@@ -42,7 +42,7 @@ def _window(result: LoadResult, killed_at: float) -> float:
 
 def kill_stub_under_load(
     server: LocalTriton, *, pipeline: str = "digits", model: str = "digits_preprocess",
-    input_name: str = "IMAGE", output_name: str = "CLASS_INDICES", concurrency: int = 8,
+    input_name: str = "IMAGE", output_name: str = "PROBABILITIES", concurrency: int = 8,
     before_s: float = 2.0, after_s: float = 8.0,
 ) -> StubKillResult:
     """SIGKILL `model`'s stub while `pipeline` serves `concurrency` clients."""

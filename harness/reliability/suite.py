@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.reliability.corpus import BadInputCase, corpus
 from harness.reliability.corpus_runner import CorpusRunner
 from harness.reliability.defined_results import defined_result_cases, run_defined_cases
+from harness.reliability.extension_corpus import extension_cases, run_extension_cases
 from harness.reliability.malformed_under_load import MixedLoadResult, malformed_under_load
 from harness.reliability.overload import OverloadResult, overload
 from harness.reliability.report import ReliabilityReport, write_report
@@ -69,6 +70,9 @@ def run_suite(options: SuiteOptions) -> Path:
             finally:
                 runner.close()
             defined = run_defined_cases(client, defined_result_cases(targets))
+            log.info("protocol-extension corpus")
+            extensions = run_extension_cases(client, extension_cases(targets), list(Protocol),
+                                             http_url=server.urls.http)
         mixed = _malformed_under_load(server, targets, corpus(targets),
                                       seconds=3.0 if options.quick else 8.0)
         log.info("overload")
@@ -86,8 +90,7 @@ def run_suite(options: SuiteOptions) -> Path:
         # The kill first: after a swap, the watchdog's reload of the killed step did not
         # recover within the window (seen twice; a later run in that order recovered in
         # 2.0 s, cause unknown); the swap reports any stub still dead.
-        with StubWatchdog(server, ["digits_preprocess", "digits_classifier",
-                                   "digits_postprocess"]) as watchdog:
+        with StubWatchdog(server, ["digits_preprocess"]) as watchdog:  # the one Python step
             killed = kill_stub_under_load(server)
         swapped = swap_versions_under_load(server)
         broken = load_broken_model(server)
@@ -109,7 +112,10 @@ def run_suite(options: SuiteOptions) -> Path:
     summary = {
         "bad_input_cases": result.cases,
         "bad_input_clear_errors": result.clear_errors,
-        "server_crashes": result.server_crashes + int(crashed),
+        "server_crashes": result.server_crashes + extensions.server_deaths + int(crashed),
+        "extension_cases_sent": sum(o.sent for o in extensions.outcomes),
+        "extension_internal_errors": len(extensions.internal_errors),
+        "extension_known_crashes_not_sent": len(extensions.known_crashes),
         "collateral_failures": result.collateral_failures + sum(m.valid_failed for m in mixed),
         "malformed_under_load_valid_requests": sum(m.valid_sent for m in mixed),
         "malformed_under_load_valid_failed": sum(m.valid_failed for m in mixed),
@@ -133,7 +139,7 @@ def run_suite(options: SuiteOptions) -> Path:
     notes.extend(_notes(result.unclear, broken.reason, over, options.quick))
     run_name = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report = ReliabilityReport(summary=summary, details=details, corpus=result,
-                               defined=defined, notes=notes)
+                               defined=defined, extensions=extensions, notes=notes)
     return write_report(report, options.results_dir, run_name)
 
 

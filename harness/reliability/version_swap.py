@@ -166,7 +166,7 @@ def swap_versions_under_load(
         results: list[LoadResult] = []
         worker = threading.Thread(target=lambda: results.append(driver.run(
             request, concurrency=concurrency, stop=stop,
-            check=output_check(expected, "CLASS_INDICES"))), name="swap-load")
+            check=output_check(expected, "PROBABILITIES"))), name="swap-load")
         worker.start()
         time.sleep(1.0)
         client.load_model(model, config=_policy_config(client, model, [1, 2]))
@@ -199,7 +199,7 @@ def swap_versions_under_load(
         unhealthy_before=unhealthy, version_1_unloaded=gone, unload_s=round(unload_s, 2))
 
 
-def load_broken_model(server: LocalTriton, *, template: str = "digits_postprocess",
+def load_broken_model(server: LocalTriton, *, template: str = "digits_preprocess",
                       pipeline: str = "digits") -> LoadFailureResult:
     """Copy `template` as `broken_step` with a function that does not exist, and load it."""
     name = "broken_step"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import http.client
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import grpc
 import numpy as np
@@ -46,6 +48,30 @@ class RawRequest:
     inputs: tuple[RawTensor, ...]
     outputs: tuple[str, ...] = ()  # none: every output
     version: str = ""
+    # request parameters (priority, timeout, sequence_id, anything) and per-output ones
+    # (classification, binary_data), sent as given: any JSON value over HTTP
+    parameters: Mapping[str, object] = field(default_factory=dict)
+    output_parameters: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+class NotRepresentable(ReliabilityError):
+    """A parameter value the protocol cannot carry (gRPC has no null, list or object)."""
+
+
+def set_grpc_parameter(parameters: Any, name: str, value: object) -> None:
+    """Put `value` into a gRPC InferParameter map entry, by its Python type."""
+    if isinstance(value, bool):
+        parameters[name].bool_param = value
+    elif isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise NotRepresentable(f"{name}={value} does not fit gRPC's int64")
+        parameters[name].int64_param = value
+    elif isinstance(value, float):
+        parameters[name].double_param = value
+    elif isinstance(value, str):
+        parameters[name].string_param = value
+    else:
+        raise NotRepresentable(f"gRPC parameters carry no {type(value).__name__} ({name})")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,10 +135,15 @@ class WireClient:
                        for t in request.inputs],
         }
         if request.outputs:
-            header["outputs"] = [{"name": n, "parameters": {"binary_data": True}}
-                                 for n in request.outputs]
+            header["outputs"] = [
+                {"name": n, "parameters": {"binary_data": True,
+                                           **request.output_parameters.get(n, {})}}
+                for n in request.outputs]
         else:
             header["parameters"] = {"binary_data_output": True}
+        if request.parameters:
+            header["parameters"] = {**dict(header.get("parameters") or {}),  # type: ignore[call-overload]
+                                    **request.parameters}
         body, head_length = join_body(header, [t.data for t in request.inputs])
         path = f"/v2/models/{request.model}"
         if request.version:
@@ -162,7 +193,13 @@ class WireClient:
             entry.shape.extend(tensor.shape)
             message.raw_input_contents.append(tensor.data)
         for name in request.outputs:
-            message.outputs.add().name = name
+            output = message.outputs.add()
+            output.name = name
+            for key, value in request.output_parameters.get(name, {}).items():
+                if key != "binary_data":  # gRPC outputs are always raw bytes
+                    set_grpc_parameter(output.parameters, key, value)
+        for key, value in request.parameters.items():
+            set_grpc_parameter(message.parameters, key, value)
         started = time.monotonic()
         try:
             response = self._stub.ModelInfer(message, timeout=self.timeout_s)

@@ -235,7 +235,7 @@ def _metrics_found(metrics_url: str) -> tuple[str, ...]:
 def _make_call(path: LoadPath, stack: ExitStack, *, gateway: NginxGateway,
                servers: Sequence[LocalTriton], inputs: dict[str, np.ndarray],
                settings: ScaleoutSettings) -> tuple[_Call, Callable[[], int] | None]:
-    outputs = ["LABELS", "SCORES", "CLASS_INDICES"]
+    outputs = ["PROBABILITIES"]
     model = settings.pipeline
     if path in (LoadPath.NGINX_HTTP, LoadPath.NGINX_GRPC):
         url = gateway.http_url if path is LoadPath.NGINX_HTTP else gateway.grpc_url

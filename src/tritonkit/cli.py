@@ -100,11 +100,14 @@ def _lint(args: argparse.Namespace) -> int:
     flags = read_server_flags(args.server_flags) if args.server_flags is not None else None
     problems = lint_repository(args.repository, release=args.release,
                                compute_capabilities=capabilities, server_flags=flags)
+    errors = [p for p in problems if not p.warning]
     if problems:
         print(format_problems(problems))
-        print(f"{len(problems)} problem(s) in {args.repository}", file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} problem(s) in {args.repository}", file=sys.stderr)
         return 1
-    print(f"{args.repository}: no problems")
+    warnings = len(problems) - len(errors)
+    print(f"{args.repository}: no problems" + (f" ({warnings} warning(s))" if warnings else ""))
     return 0
 
 

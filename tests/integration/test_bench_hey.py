@@ -1,27 +1,38 @@
-"""hey drives the real local Triton with a real KServe binary request (one digits PNG)."""
+"""hey drives the real local Triton with a real KServe binary request (one digits PNG).
+
+The body asks for what the benchmark runner asks for: the top classes of PROBABILITIES through
+Triton's classification extension.
+"""
 
 from __future__ import annotations
 
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 from tritonkit_client.kserve_codec import (
     HEADER_LENGTH,
+    classification_strings,
+    decode_request,
     decode_response,
     encode_request,
     request_headers,
 )
+from tritonkit_client.tasks import parse_classifications
 
 from examples.model_zoo.digits import encoded_split
 from harness.benchmarks.errors import BenchmarkError
 from harness.benchmarks.hey_driver import find_hey, run_hey
+from harness.benchmarks.workloads import CLASS_COUNTS, CLASSIFICATION_OUTPUTS
+from tritonkit.build import ReferencePipeline
 from tritonkit.server.local_triton import ServerURLs
 
 pytestmark = pytest.mark.integration
 
 PIPELINE = "digits"
-OUTPUTS = ("LABELS", "SCORES", "CLASS_INDICES")
+OUTPUT = "PROBABILITIES"
+TOP_K = CLASS_COUNTS[OUTPUT]
 
 
 def hey_available() -> bool:
@@ -38,20 +49,33 @@ def digits_request() -> tuple[bytes, dict[str, str], int]:
     images, labels = encoded_split("test")
     image = np.empty((1, 1), dtype=object)
     image[0, 0] = images[0]
-    body, header_length = encode_request({"IMAGE": image}, OUTPUTS)
+    body, header_length = encode_request({"IMAGE": image}, CLASSIFICATION_OUTPUTS,
+                                         class_counts=CLASS_COUNTS)
     return body, request_headers(header_length), int(labels[0])
 
 
-def test_the_body_is_a_valid_request(triton: ServerURLs,
+def test_the_body_is_a_valid_request(triton: ServerURLs, example_repository: Path,
                                      digits_request: tuple[bytes, dict[str, str], int]) -> None:
-    """The exact bytes hey repeats get the right answer from Triton."""
+    """The exact bytes hey repeats get the right answer from Triton: the top classes of the
+    in-process reference, the true digit first."""
     body, headers, label = digits_request
     request = urllib.request.Request(f"{triton.http}/v2/models/{PIPELINE}/infer", data=body,
                                      headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=30) as answer:
         assert answer.status == 200
         response = decode_response(answer.read(), int(answer.headers[HEADER_LENGTH]))
-    assert int(response.outputs["CLASS_INDICES"][0, 0]) == label
+    assert list(response.outputs) == [OUTPUT]
+    assert response.outputs[OUTPUT].shape == (1, TOP_K)
+    (top,) = parse_classifications(response.outputs[OUTPUT])
+    assert top[0].index == label
+    labels = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
+    sent = decode_request(body, int(headers[HEADER_LENGTH]))
+    assert [(o.name, o.class_count) for o in sent.outputs] == [(OUTPUT, TOP_K)]
+    expected = ReferencePipeline(example_repository, PIPELINE)(sent.inputs)[OUTPUT]
+    assert response.outputs[OUTPUT].tolist() == classification_strings(
+        expected, TOP_K, labels).tolist()
+    order = np.argsort(-expected[0], kind="stable")[:TOP_K]
+    assert [(c.index, c.label) for c in top] == [(int(i), labels[i]) for i in order]
 
 
 def test_hey_against_triton(triton: ServerURLs,

@@ -1,8 +1,10 @@
 """The FastAPI peer and the in-process limit on the example repository's digits pipeline.
 
 The peer (2 uvicorn workers) takes the same KServe binary bodies Triton takes, answers like the
-in-process reference, refuses a corrupt image with HTTP 400 and stays up, and leaves no process
-behind when it stops. The in-process limit measures a positive throughput.
+in-process reference (the top classes of PROBABILITIES as Triton's classification extension
+writes them, or the probabilities themselves when no class count is asked for), refuses a
+corrupt image with HTTP 400 and stays up, and leaves no process behind when it stops. The
+in-process limit measures a positive throughput.
 """
 
 from __future__ import annotations
@@ -19,21 +21,27 @@ import numpy as np
 import pytest
 from tritonkit_client.kserve_codec import (
     HEADER_LENGTH,
+    classification_strings,
     decode_error,
     decode_response,
     encode_request,
     request_headers,
 )
+from tritonkit_client.tasks import parse_classifications
 
 from examples.model_zoo.digits import encoded_split
 from harness.benchmarks.fastapi_peer import PeerServer, group_members, live_processes, serve_peer
 from harness.benchmarks.inprocess_limit import image_batch, measure_inprocess_limit
+from harness.benchmarks.workloads import CLASS_COUNTS, CLASSIFICATION_OUTPUTS
 from tritonkit.build.reference_runner import ReferencePipeline
 
 pytestmark = pytest.mark.integration
 
 PIPELINE = "digits"
-OUTPUTS = ["LABELS", "SCORES", "CLASS_INDICES"]
+OUTPUT = "PROBABILITIES"
+OUTPUTS = list(CLASSIFICATION_OUTPUTS)  # what the benchmark runner asks for
+TOP_K = CLASS_COUNTS[OUTPUT]
+CLASSES = 10
 CORRUPT_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 TIMEOUT_S = 30.0
 
@@ -56,10 +64,16 @@ def call(url: str, body: bytes | None = None, headers: dict[str, str] | None = N
 
 
 def infer(server: PeerServer, images: list[bytes], outputs: list[str] = OUTPUTS,
-          *, binary_outputs: bool = True) -> Answer:
+          *, binary_outputs: bool = True,
+          class_counts: dict[str, int] | None = CLASS_COUNTS) -> Answer:
     body, header_length = encode_request({"IMAGE": image_batch(images)}, outputs,
-                                         binary_outputs=binary_outputs)
+                                         binary_outputs=binary_outputs,
+                                         class_counts=class_counts)
     return call(server.infer_url, body, request_headers(header_length))
+
+
+def labels_of(repository: Path) -> list[str]:
+    return (repository / PIPELINE / "labels.txt").read_text(encoding="utf-8").splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +104,12 @@ def test_peer_runs_two_workers_with_one_ort_thread_each(peer: PeerServer) -> Non
 def test_peer_answers_like_the_reference(peer: PeerServer, example_repository: Path,
                                          samples: list[bytes], batch: int) -> None:
     reference = ReferencePipeline(example_repository, PIPELINE)
+    labels = labels_of(example_repository)
+    assert len(labels) == CLASSES
     for start in range(0, len(samples), batch):
         images = samples[start:start + batch]
+        expected = reference({"IMAGE": image_batch(images)})[OUTPUT]
+        # the top classes, as Triton's classification extension answers them
         answer = infer(peer, images)
         assert answer.status == 200, answer.body
         length = answer.headers.get(HEADER_LENGTH)
@@ -99,32 +117,43 @@ def test_peer_answers_like_the_reference(peer: PeerServer, example_repository: P
         response = decode_response(answer.body, int(length))
         assert response.model_name == PIPELINE
         assert list(response.outputs) == OUTPUTS
-        expected = reference({"IMAGE": image_batch(images)})
-        assert response.outputs["LABELS"].shape == (len(images), 3)
-        assert response.outputs["LABELS"].tolist() == expected["LABELS"].tolist()
-        np.testing.assert_array_equal(response.outputs["CLASS_INDICES"],
-                                      expected["CLASS_INDICES"])
-        assert response.outputs["CLASS_INDICES"].dtype == np.int32
-        np.testing.assert_allclose(response.outputs["SCORES"], expected["SCORES"], atol=1e-5)
+        top = response.outputs[OUTPUT]
+        assert top.shape == (len(images), TOP_K)
+        assert top.tolist() == classification_strings(expected, TOP_K, labels).tolist()
+        order = np.argsort(-expected, axis=1, kind="stable")[:, :TOP_K]
+        parsed = parse_classifications(top)
+        assert [[c.index for c in row] for row in parsed] == order.tolist()
+        assert [[c.label for c in row] for row in parsed] == [[labels[i] for i in row]
+                                                              for row in order]
+        np.testing.assert_allclose([[c.score for c in row] for row in parsed],
+                                   np.take_along_axis(expected, order, axis=1), atol=1e-5)
+        # the probabilities themselves when no class count is asked for
+        answer = infer(peer, images, class_counts=None)
+        assert answer.status == 200, answer.body
+        raw = decode_response(answer.body, int(answer.headers[HEADER_LENGTH])).outputs[OUTPUT]
+        assert raw.dtype == np.float32 and raw.shape == (len(images), CLASSES)
+        np.testing.assert_allclose(raw, expected, atol=1e-5)
 
 
 def test_peer_labels_are_mostly_right(peer: PeerServer) -> None:
     images, labels = encoded_split("test")
-    answer = infer(peer, images[:64], ["CLASS_INDICES"])
+    answer = infer(peer, images[:64], class_counts={OUTPUT: 1})
     assert answer.status == 200, answer.body
     response = decode_response(answer.body, int(answer.headers[HEADER_LENGTH]))
-    top1 = response.outputs["CLASS_INDICES"][:, 0]
+    assert response.outputs[OUTPUT].shape == (64, 1)
+    top1 = np.array([row[0].index for row in parse_classifications(response.outputs[OUTPUT])])
     assert float(np.mean(top1 == labels[:64])) > 0.9
 
 
 def test_json_outputs_when_asked(peer: PeerServer, samples: list[bytes]) -> None:
-    answer = infer(peer, samples[:2], ["LABELS"], binary_outputs=False)
+    answer = infer(peer, samples[:2], binary_outputs=False)
     assert answer.status == 200, answer.body
     assert answer.headers.get(HEADER_LENGTH) is None
     outputs = json.loads(answer.body)["outputs"]
-    assert [o["name"] for o in outputs] == ["LABELS"]
-    assert len(outputs[0]["data"]) == 6
-    assert decode_response(answer.body, None).outputs["LABELS"].shape == (2, 3)
+    assert [o["name"] for o in outputs] == [OUTPUT]
+    assert outputs[0]["datatype"] == "BYTES" and outputs[0]["shape"] == [2, TOP_K]
+    assert len(outputs[0]["data"]) == 2 * TOP_K
+    assert decode_response(answer.body, None).outputs[OUTPUT].shape == (2, TOP_K)
 
 
 def test_corrupt_image_is_a_400_and_the_peer_stays_up(peer: PeerServer,

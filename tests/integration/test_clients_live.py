@@ -3,7 +3,9 @@
 Both protocols, sync (`connect`) and asyncio (`connect_async`), through the `digits` ensemble:
 one request of max_batch_size images, inputs larger than max_batch_size (split by the
 client), many concurrent small requests, and health, readiness and metadata. Every served
-answer is compared with the in-process reference (`ReferencePipeline`) on the same images.
+answer is compared with the in-process reference (`ReferencePipeline`) on the same images: the
+top-k of Triton's classification extension (`classify`) with the reference's probabilities
+sorted descending and named by the repository's labels file.
 """
 
 from __future__ import annotations
@@ -45,13 +47,16 @@ TOP_K = 3
 CONCURRENT_REQUESTS = 32
 REQUEST_SIZES = (1, 2, 3, 4)
 SCORE_ATOL = 1e-5
+TOP3_SCORE_ATOL = 1e-6  # Triton prints scores with 6 decimals ("%f")
+CLASSES = 10
+FEW_IMAGES = (0, 2, 15, 37, 101, 150, 199)  # rows 2 and 15: the model's top-1 is wrong
 READY_TIMEOUT_S = 10.0
 EXPECTED_MODELS = frozenset(load_spec(Path(__file__).resolve().parents[2] / "models.yaml").names)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Expected:
-    """The in-process pipeline's outputs, one row per image."""
+    """The in-process pipeline's top TOP_K classes, one row per image, best first."""
 
     labels: np.ndarray  # [N, K] str
     scores: np.ndarray  # [N, K] float32
@@ -77,16 +82,39 @@ def images() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def expected(example_repository: Path, images: list[bytes]) -> Expected:
+def label_names(example_repository: Path) -> list[str]:
+    """The labels file the served pipeline's PROBABILITIES output names."""
+    names = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
+    assert len(names) == CLASSES
+    return names
+
+
+@pytest.fixture(scope="module")
+def probabilities(example_repository: Path, images: list[bytes]) -> np.ndarray:
+    """The in-process pipeline's PROBABILITIES, float32 [N, CLASSES]."""
     outputs = ReferencePipeline(example_repository, PIPELINE)(
         {"IMAGE": np.array(images, dtype=object).reshape(-1, 1)}
     )
-    labels = np.vectorize(lambda b: b.decode("utf-8"), otypes=[object])(outputs["LABELS"])
+    assert set(outputs) == {"PROBABILITIES"}
+    probabilities = np.asarray(outputs["PROBABILITIES"])
+    assert probabilities.dtype == np.float32
+    assert probabilities.shape == (len(images), CLASSES)
+    return probabilities
+
+
+def top_k_of(probabilities: np.ndarray, label_names: Sequence[str], k: int) -> Expected:
+    """The k largest probabilities per row, largest first, with their indices and labels."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return Expected(
-        labels=labels.astype(str),
-        scores=np.asarray(outputs["SCORES"], dtype=np.float32),
-        indices=np.asarray(outputs["CLASS_INDICES"]).astype(np.int64),
+        labels=np.array([[label_names[i] for i in row] for row in order], dtype=str),
+        scores=np.take_along_axis(probabilities, order, axis=1),
+        indices=order.astype(np.int64),
     )
+
+
+@pytest.fixture(scope="module")
+def expected(probabilities: np.ndarray, label_names: list[str]) -> Expected:
+    return top_k_of(probabilities, label_names, TOP_K)
 
 
 @pytest.fixture(params=["http", "grpc"])
@@ -126,7 +154,7 @@ def request_slices() -> list[Slice]:
 def test_one_request_of_max_batch_size(url: str, images: list[bytes], expected: Expected) -> None:
     with connect(url) as client:
         assert client.max_batch_size(PIPELINE) == MAX_BATCH_SIZE
-        results = classify(client, PIPELINE, images[:MAX_BATCH_SIZE])
+        results = classify(client, PIPELINE, images[:MAX_BATCH_SIZE], top_k=TOP_K)
     assert_matches_reference(results, expected, range(MAX_BATCH_SIZE))
 
 
@@ -138,21 +166,44 @@ def test_input_above_max_batch_size_is_split(
         # One request of 200 is refused by the server: the split below is needed.
         with pytest.raises(InvalidInputError, match="batch-size must be <= 64"):
             client.infer(PIPELINE, tensor)
-        results = classify(client, PIPELINE, images[:OVER_MAX_BATCH])
+        results = classify(client, PIPELINE, images[:OVER_MAX_BATCH], top_k=TOP_K)
         top1 = classify(client, PIPELINE, images[:OVER_MAX_BATCH], top_k=1)
     assert_matches_reference(results, expected, range(OVER_MAX_BATCH))
     assert [r[0] for r in results] == [r[0] for r in top1]
     assert all(len(r) == 1 for r in top1)
 
 
+def test_classify_top3_equals_sorted_reference_probabilities(
+    url: str, images: list[bytes], probabilities: np.ndarray, label_names: list[str]
+) -> None:
+    """classify() ranks on the server (classification extension): its top 3 are the
+    reference's probabilities sorted descending, named by the repository's labels file."""
+    rows = list(FEW_IMAGES)
+    with connect(url) as client:
+        results = classify(client, PIPELINE, [images[r] for r in rows], top_k=3)
+    assert len(results) == len(rows)
+    for row, result in zip(rows, results, strict=True):
+        order = np.argsort(-probabilities[row], kind="stable")[:3]
+        assert [c.index for c in result] == [int(i) for i in order], row
+        assert [c.label for c in result] == [label_names[i] for i in order], row
+        np.testing.assert_allclose(
+            [c.score for c in result], probabilities[row][order], rtol=0, atol=TOP3_SCORE_ATOL
+        )
+        assert [c.score for c in result] == sorted((c.score for c in result), reverse=True)
+    # The labels file names the digits "0".."9": the label is the class index written out.
+    assert all(c.label == str(c.index) for result in results for c in result)
+
+
 def test_async_batches(url: str, images: list[bytes], expected: Expected) -> None:
     async def run() -> tuple[list[list[Classification]], list[list[Classification]]]:
         async with connect_async(url) as client:
             assert await client.max_batch_size(PIPELINE) == MAX_BATCH_SIZE
-            one = await classify_async(client, PIPELINE, images[:MAX_BATCH_SIZE])
+            one = await classify_async(client, PIPELINE, images[:MAX_BATCH_SIZE], top_k=TOP_K)
             with pytest.raises(InvalidInputError, match="batch-size must be <= 64"):
                 await client.infer(PIPELINE, {"IMAGE": images_tensor(images[:OVER_MAX_BATCH])})
-            split = await classify_async(client, PIPELINE, images[:OVER_MAX_BATCH], concurrency=4)
+            split = await classify_async(
+                client, PIPELINE, images[:OVER_MAX_BATCH], top_k=TOP_K, concurrency=4
+            )
             return one, split
 
     one, split = asyncio.run(run())
@@ -171,7 +222,9 @@ def test_concurrent_sync_requests_from_threads(
 
     def one(part: Slice) -> list[list[Classification]]:
         with connect(url) as client:
-            return classify(client, PIPELINE, images[part.start : part.start + part.count])
+            return classify(
+                client, PIPELINE, images[part.start : part.start + part.count], top_k=TOP_K
+            )
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(one, slices))
@@ -188,7 +241,9 @@ def test_concurrent_async_requests(url: str, images: list[bytes], expected: Expe
             return list(
                 await asyncio.gather(
                     *(
-                        classify_async(client, PIPELINE, images[p.start : p.start + p.count])
+                        classify_async(
+                            client, PIPELINE, images[p.start : p.start + p.count], top_k=TOP_K
+                        )
                         for p in slices
                     )
                 )
@@ -250,11 +305,9 @@ def test_pipeline_metadata_and_configs(url: str) -> None:
     assert metadata.platform == "ensemble"
     assert [(t.name, t.datatype, t.shape) for t in metadata.inputs] == [("IMAGE", "BYTES", (-1, 1))]
     assert [(t.name, t.datatype, t.shape) for t in metadata.outputs] == [
-        ("LABELS", "BYTES", (-1, TOP_K)),
-        ("SCORES", "FP32", (-1, TOP_K)),
-        ("CLASS_INDICES", "INT32", (-1, TOP_K)),
+        ("PROBABILITIES", "FP32", (-1, CLASSES)),
     ]
-    assert metadata.output("SCORES") is not None
+    assert metadata.output("PROBABILITIES") is not None
     assert classifier_config.max_batch_size == MAX_BATCH_SIZE
     assert classifier_config.name == CLASSIFIER
     assert pipeline_config.max_batch_size == MAX_BATCH_SIZE
@@ -262,7 +315,10 @@ def test_pipeline_metadata_and_configs(url: str) -> None:
     assert [s.model_name for s in pipeline_config.ensemble_scheduling.step] == [
         "digits_preprocess",
         CLASSIFIER,
-        "digits_postprocess",
+    ]
+    # The output the classification extension ranks carries the labels file.
+    assert [(o.name, o.label_filename) for o in pipeline_config.output] == [
+        ("PROBABILITIES", "labels.txt")
     ]
 
 
@@ -273,7 +329,7 @@ def test_async_metadata_and_configs(url: str) -> None:
             assert {s.name for s in statuses if s.ready} == EXPECTED_MODELS
             metadata = await client.model_metadata(PIPELINE)
             assert [t.name for t in metadata.inputs] == ["IMAGE"]
-            assert [t.name for t in metadata.outputs] == ["LABELS", "SCORES", "CLASS_INDICES"]
+            assert [t.name for t in metadata.outputs] == ["PROBABILITIES"]
             config = await client.model_config(CLASSIFIER)
             assert config.max_batch_size == MAX_BATCH_SIZE
 

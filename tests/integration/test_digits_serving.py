@@ -1,8 +1,10 @@
 """The digits example served by the real local Triton equals the in-process reference.
 
-- the full test split (540 images) over HTTP and gRPC, sync and asyncio: identical labels and
-  class indices, scores within 1e-5 of `ReferencePipeline`, accuracy >= 0.97 and equal to the
-  in-process accuracy;
+- the full test split (540 images) over HTTP and gRPC, sync and asyncio: PROBABILITIES within
+  1e-6 of `ReferencePipeline`; the top 3 of Triton's classification extension (class_count)
+  with the labels and class indices of `classification_strings` on the reference's
+  probabilities and the repository's labels file, scores within 1e-5; accuracy >= 0.97 and
+  equal to the in-process accuracy;
 - a corrupt image among concurrent valid requests fails alone with InvalidInputError; a
   request mixing valid and corrupt rows fails as a whole; the server stays live and ready;
 - the core model served directly equals ONNX Runtime on the same model file, and the fp16
@@ -29,7 +31,8 @@ from tritonkit_client import (
     connect,
     connect_async,
 )
-from tritonkit_client.tasks import images_tensor
+from tritonkit_client.kserve_codec import classification_strings
+from tritonkit_client.tasks import images_tensor, parse_classifications
 
 from examples.model_zoo.digits import (
     INPUT_NAME,
@@ -45,11 +48,15 @@ pytestmark = pytest.mark.integration
 
 PIPELINE = "digits"
 CLASSIFIER = "digits_classifier"
-OUTPUTS = ("LABELS", "SCORES", "CLASS_INDICES")
+OUTPUT = "PROBABILITIES"
+OUTPUTS = (OUTPUT,)
+CLASSES = 10
+TOP_K = 3
 FULL_SPLIT_SIZE = 540
 SUBSET = 120
+PROBABILITY_ATOL = 1e-6
 SCORE_ATOL = 1e-5
-LOGITS_ATOL = 1e-5
+CLASSIFIER_ATOL = 1e-5
 MIN_VARIANT_AGREEMENT = 0.98
 CONCURRENT_REQUESTS = 16
 BAD_REQUEST = 5  # which of the concurrent single-image requests carries the corrupt image
@@ -79,9 +86,27 @@ def test_split() -> Split:
 @pytest.fixture(scope="module")
 def reference(example_repository: Path, test_split: Split) -> dict[str, np.ndarray]:
     """The ensemble's outputs on the full split, computed in-process."""
-    return ReferencePipeline(example_repository, PIPELINE)(
+    outputs = ReferencePipeline(example_repository, PIPELINE)(
         {"IMAGE": np.array(test_split.images, dtype=object).reshape(-1, 1)}
     )
+    assert set(outputs) == set(OUTPUTS)
+    assert outputs[OUTPUT].dtype == np.float32
+    assert outputs[OUTPUT].shape == (FULL_SPLIT_SIZE, CLASSES)
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def label_names(example_repository: Path) -> list[str]:
+    """The labels file of the served pipeline's PROBABILITIES output."""
+    names = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
+    assert len(names) == CLASSES
+    return names
+
+
+@pytest.fixture(scope="module")
+def expected_top3(reference: dict[str, np.ndarray], label_names: list[str]) -> np.ndarray:
+    """What the classification extension answers for the reference: BYTES [N, TOP_K]."""
+    return classification_strings(reference[OUTPUT], TOP_K, label_names)
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +115,9 @@ def pixels(test_split: Split) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def reference_logits(example_repository: Path, pixels: np.ndarray) -> np.ndarray:
-    """The fp32 classifier's logits from ONNX Runtime on the file the server loaded."""
-    return onnx_logits(example_repository / CLASSIFIER / "1" / "model.onnx", pixels)
+def reference_probabilities(example_repository: Path, pixels: np.ndarray) -> np.ndarray:
+    """The fp32 classifier's probabilities from ONNX Runtime on the file the server loaded."""
+    return onnx_outputs(example_repository / CLASSIFIER / "1" / "model.onnx", pixels)
 
 
 @pytest.fixture(params=["http", "grpc"])
@@ -100,7 +125,7 @@ def url(request: pytest.FixtureRequest, triton: ServerURLs) -> str:
     return str(getattr(triton, request.param))
 
 
-def onnx_logits(path: Path, pixels: np.ndarray) -> np.ndarray:
+def onnx_outputs(path: Path, pixels: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.asarray(session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0])
 
@@ -118,9 +143,27 @@ def assert_outputs_equal_reference(
     served: dict[str, np.ndarray], reference: dict[str, np.ndarray], rows: slice | list[int]
 ) -> None:
     assert set(served) == set(OUTPUTS)
-    np.testing.assert_array_equal(served["LABELS"], reference["LABELS"][rows])
-    np.testing.assert_array_equal(served["CLASS_INDICES"], reference["CLASS_INDICES"][rows])
-    np.testing.assert_allclose(served["SCORES"], reference["SCORES"][rows], rtol=0, atol=SCORE_ATOL)
+    assert served[OUTPUT].dtype == np.float32
+    np.testing.assert_allclose(
+        served[OUTPUT], reference[OUTPUT][rows], rtol=0, atol=PROBABILITY_ATOL
+    )
+
+
+def assert_classes_equal_reference(served: np.ndarray, expected: np.ndarray) -> None:
+    """A classification answer (BYTES [N, k] "score:index:label") against `expected` (the
+    same from `classification_strings`): identical labels and class indices in order, scores
+    within SCORE_ATOL."""
+    assert served.shape == expected.shape
+    got, want = parse_classifications(served), parse_classifications(expected)
+    assert [[(c.index, c.label) for c in row] for row in got] == [
+        [(c.index, c.label) for c in row] for row in want
+    ]
+    np.testing.assert_allclose(
+        [[c.score for c in row] for row in got],
+        [[c.score for c in row] for row in want],
+        rtol=0,
+        atol=SCORE_ATOL,
+    )
 
 
 # --------------------------------------------------------------------------- full split
@@ -128,46 +171,61 @@ def assert_outputs_equal_reference(
 
 @pytest.mark.parametrize("mode", list(Mode))
 def test_full_test_split_equals_in_process_reference(
-    url: str, mode: Mode, test_split: Split, reference: dict[str, np.ndarray]
+    url: str,
+    mode: Mode,
+    test_split: Split,
+    reference: dict[str, np.ndarray],
+    expected_top3: np.ndarray,
 ) -> None:
     tensor = {"IMAGE": images_tensor(test_split.images)}
+    top3 = {OUTPUT: TOP_K}
     if mode is Mode.SYNC:
         with connect(url) as client:
             served = client.infer_batched(PIPELINE, tensor, outputs=list(OUTPUTS))
+            classes = client.infer_batched(PIPELINE, tensor, outputs=[OUTPUT], class_counts=top3)
     else:
 
-        async def run() -> dict[str, np.ndarray]:
+        async def run() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
             async with connect_async(url) as client:
-                return await client.infer_batched(
+                served = await client.infer_batched(
                     PIPELINE, tensor, outputs=list(OUTPUTS), concurrency=4
                 )
+                classes = await client.infer_batched(
+                    PIPELINE, tensor, outputs=[OUTPUT], class_counts=top3, concurrency=4
+                )
+                return served, classes
 
-        served = asyncio.run(run())
+        served, classes = asyncio.run(run())
 
-    assert served["LABELS"].shape == (FULL_SPLIT_SIZE, 3)
-    assert served["SCORES"].dtype == np.float32
-    assert served["CLASS_INDICES"].dtype == np.int32
+    assert served[OUTPUT].shape == (FULL_SPLIT_SIZE, CLASSES)
     assert_outputs_equal_reference(served, reference, slice(None))
+    assert set(classes) == {OUTPUT}
+    assert classes[OUTPUT].shape == (FULL_SPLIT_SIZE, TOP_K)
+    assert classes[OUTPUT].dtype == np.object_
+    assert_classes_equal_reference(classes[OUTPUT], expected_top3)
 
-    served_accuracy = float(np.mean(served["CLASS_INDICES"][:, 0] == test_split.labels))
-    in_process_accuracy = float(np.mean(reference["CLASS_INDICES"][:, 0] == test_split.labels))
+    top3_rows = parse_classifications(classes[OUTPUT])
+    served_top1 = np.array([row[0].index for row in top3_rows])
+    np.testing.assert_array_equal(served_top1, served[OUTPUT].argmax(axis=1))
+    served_accuracy = float(np.mean(served_top1 == test_split.labels))
+    in_process_accuracy = float(np.mean(reference[OUTPUT].argmax(axis=1) == test_split.labels))
     assert served_accuracy >= MIN_TEST_ACCURACY
     assert served_accuracy == in_process_accuracy
     # Labels are the class names of labels.txt ("0".."9"): the top-1 label is the digit.
-    top1 = np.array([int(label) for label in served["LABELS"][:, 0]])
-    np.testing.assert_array_equal(top1, served["CLASS_INDICES"][:, 0])
+    top1_labels_as_digits = np.array([int(row[0].label) for row in top3_rows])
+    np.testing.assert_array_equal(top1_labels_as_digits, served_top1)
 
 
 # --------------------------------------------------------------------------- corrupt images
 
 
-def _expected_top3(reference: dict[str, np.ndarray], row: int) -> list[str]:
-    return [label.decode() for label in reference["LABELS"][row]]
+def _expected_top3(expected_top3: np.ndarray, row: int) -> list[str]:
+    return [c.label for c in parse_classifications(expected_top3[row : row + 1])[0]]
 
 
 def _check_lone_failure(
     answers: list[list[list[Classification]] | BaseException],
-    reference: dict[str, np.ndarray],
+    expected_top3: np.ndarray,
 ) -> None:
     failures = [i for i, a in enumerate(answers) if isinstance(a, BaseException)]
     assert failures == [BAD_REQUEST], [repr(answers[i]) for i in failures]
@@ -181,7 +239,7 @@ def _check_lone_failure(
         if i == BAD_REQUEST:
             continue
         assert not isinstance(answer, BaseException)
-        assert [c.label for c in answer[0]] == _expected_top3(reference, i)
+        assert [c.label for c in answer[0]] == _expected_top3(expected_top3, i)
 
 
 def _assert_still_serving(url: str, test_split: Split, reference: dict[str, np.ndarray]) -> None:
@@ -204,7 +262,7 @@ def _single_image_requests(test_split: Split) -> list[bytes]:
 
 
 def test_corrupt_image_fails_alone_among_concurrent_async_requests(
-    url: str, test_split: Split, reference: dict[str, np.ndarray]
+    url: str, test_split: Split, reference: dict[str, np.ndarray], expected_top3: np.ndarray
 ) -> None:
     images = _single_image_requests(test_split)
 
@@ -212,35 +270,35 @@ def test_corrupt_image_fails_alone_among_concurrent_async_requests(
         async with connect_async(url) as client:
             return list(
                 await asyncio.gather(
-                    *(classify_async(client, PIPELINE, [image]) for image in images),
+                    *(classify_async(client, PIPELINE, [image], top_k=TOP_K) for image in images),
                     return_exceptions=True,
                 )
             )
 
-    _check_lone_failure(asyncio.run(run()), reference)
+    _check_lone_failure(asyncio.run(run()), expected_top3)
     _assert_still_serving(url, test_split, reference)
 
 
 def test_corrupt_image_fails_alone_among_concurrent_threads(
-    url: str, test_split: Split, reference: dict[str, np.ndarray]
+    url: str, test_split: Split, reference: dict[str, np.ndarray], expected_top3: np.ndarray
 ) -> None:
     images = _single_image_requests(test_split)
 
     def one(image: bytes) -> list[list[Classification]] | BaseException:
         with connect(url) as client:
             try:
-                return classify(client, PIPELINE, [image])
+                return classify(client, PIPELINE, [image], top_k=TOP_K)
             except InvalidInputError as e:
                 return e
 
     with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
         answers = list(pool.map(one, images))
-    _check_lone_failure(answers, reference)
+    _check_lone_failure(answers, expected_top3)
     _assert_still_serving(url, test_split, reference)
 
 
 def test_mixed_request_fails_as_a_whole_while_others_succeed(
-    url: str, test_split: Split, reference: dict[str, np.ndarray]
+    url: str, test_split: Split, reference: dict[str, np.ndarray], expected_top3: np.ndarray
 ) -> None:
     good = test_split.images
     mixed = [good[0], truncated(good[1]), good[2]]
@@ -251,8 +309,11 @@ def test_mixed_request_fails_as_a_whole_while_others_succeed(
         async with connect_async(url) as client:
             return list(
                 await asyncio.gather(
-                    classify_async(client, PIPELINE, mixed),
-                    *(classify_async(client, PIPELINE, images) for _, images in others),
+                    classify_async(client, PIPELINE, mixed, top_k=TOP_K),
+                    *(
+                        classify_async(client, PIPELINE, images, top_k=TOP_K)
+                        for _, images in others
+                    ),
                     return_exceptions=True,
                 )
             )
@@ -267,7 +328,7 @@ def test_mixed_request_fails_as_a_whole_while_others_succeed(
     for (start, images), answer in zip(others, other_answers, strict=True):
         assert not isinstance(answer, BaseException), repr(answer)
         assert [[c.label for c in row] for row in answer] == [
-            _expected_top3(reference, start + i) for i in range(len(images))
+            _expected_top3(expected_top3, start + i) for i in range(len(images))
         ]
     _assert_still_serving(url, test_split, reference)
 
@@ -289,15 +350,17 @@ def test_failed_request_keeps_every_server_process(
 
 
 def test_core_model_served_directly_equals_onnxruntime(
-    url: str, pixels: np.ndarray, reference_logits: np.ndarray
+    url: str, pixels: np.ndarray, reference_probabilities: np.ndarray
 ) -> None:
     with connect(url) as client:
         served = client.infer_batched(
             CLASSIFIER, {INPUT_NAME: pixels[:SUBSET]}, outputs=[OUTPUT_NAME]
         )[OUTPUT_NAME]
-    assert served.shape == (SUBSET, 10)
+    assert served.shape == (SUBSET, CLASSES)
     assert served.dtype == np.float32
-    np.testing.assert_allclose(served, reference_logits[:SUBSET], rtol=0, atol=LOGITS_ATOL)
+    np.testing.assert_allclose(
+        served, reference_probabilities[:SUBSET], rtol=0, atol=CLASSIFIER_ATOL
+    )
 
 
 @pytest.mark.parametrize("variant", ["digits_classifier_fp16", "digits_classifier_int8"])
@@ -307,19 +370,19 @@ def test_precision_variant_agrees_on_top1(
     *,
     example_repository: Path,
     pixels: np.ndarray,
-    reference_logits: np.ndarray,
+    reference_probabilities: np.ndarray,
     test_split: Split,
 ) -> None:
     with connect(url) as client:
         served = client.infer_batched(variant, {INPUT_NAME: pixels}, outputs=[OUTPUT_NAME])[
             OUTPUT_NAME
         ]
-    assert served.shape == (FULL_SPLIT_SIZE, 10)
-    agreement = float(np.mean(served.argmax(axis=1) == reference_logits.argmax(axis=1)))
+    assert served.shape == (FULL_SPLIT_SIZE, CLASSES)
+    agreement = float(np.mean(served.argmax(axis=1) == reference_probabilities.argmax(axis=1)))
     assert agreement >= MIN_VARIANT_AGREEMENT, f"{variant}: top-1 agreement {agreement:.4f}"
     assert float(np.mean(served.argmax(axis=1) == test_split.labels)) >= MIN_TEST_ACCURACY
     # The served variant is the variant's own model file, not the fp32 one.
-    own = onnx_logits(example_repository / variant / "1" / "model.onnx", pixels)
+    own = onnx_outputs(example_repository / variant / "1" / "model.onnx", pixels)
     np.testing.assert_array_equal(served.argmax(axis=1), own.argmax(axis=1))
     np.testing.assert_allclose(served, own, rtol=0, atol=1e-4)
 

@@ -3,7 +3,9 @@
 It reads the pipeline's metadata, sends encoded images with the binary tensor data extension
 (JSON header, `Inference-Header-Content-Length`, BYTES elements as a 4-byte little-endian
 length followed by the bytes), parses the binary response, and gets the same answers as the
-in-process reference.
+in-process reference: the PROBABILITIES tensor, and the top 3 of Triton's classification
+extension (`"parameters": {"classification": 3}` on the output) as `classification_strings`
+writes them for the reference with the repository's labels file.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tritonkit_client.kserve_codec import classification_strings
 
 from examples.model_zoo.digits import encoded_split
 from tritonkit.build.reference_runner import ReferencePipeline
@@ -27,7 +30,12 @@ from tritonkit.server.local_triton import ServerURLs
 pytestmark = pytest.mark.integration
 
 PIPELINE = "digits"
+OUTPUT = "PROBABILITIES"
+CLASSES = 10
+TOP_K = 3
 IMAGES = 20
+PROBABILITY_ATOL = 1e-6
+SCORE_ATOL = 1e-5
 TIMEOUT_S = 30.0
 HEADER_LENGTH = "Inference-Header-Content-Length"
 LENGTH_PREFIX = struct.Struct("<I")
@@ -89,10 +97,14 @@ def deserialize_bytes_elements(raw: bytes) -> list[bytes]:
 
 
 def build_infer_request(
-    input_name: str, images: Sequence[bytes], output_names: Sequence[str]
+    input_name: str, images: Sequence[bytes], output_names: Sequence[str], *, class_count: int = 0
 ) -> InferRequestBody:
-    """A KServe v2 request: JSON header, then the input's binary blob."""
+    """A KServe v2 request: JSON header, then the input's binary blob. `class_count` > 0 asks
+    for every output's top classes (the classification extension) instead of the tensor."""
     blob = serialize_bytes_elements(images)
+    parameters: dict[str, Any] = {"binary_data": True}
+    if class_count:
+        parameters["classification"] = class_count
     header = {
         "inputs": [
             {
@@ -102,10 +114,16 @@ def build_infer_request(
                 "parameters": {"binary_data_size": len(blob)},
             }
         ],
-        "outputs": [{"name": name, "parameters": {"binary_data": True}} for name in output_names],
+        "outputs": [{"name": name, "parameters": parameters} for name in output_names],
     }
     encoded = json.dumps(header).encode("utf-8")
     return InferRequestBody(body=encoded + blob, header_length=len(encoded))
+
+
+def split_classification(value: bytes) -> tuple[float, int, str]:
+    """One element of a classification answer, `score:index:label`."""
+    score, index, label = value.decode("utf-8").split(":", 2)
+    return float(score), int(index), label
 
 
 def parse_infer_response(answer: HttpAnswer) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -160,7 +178,20 @@ def test_metadata(metadata: dict[str, Any]) -> None:
     assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["inputs"]] == [
         ("IMAGE", "BYTES", [-1, 1])
     ]
-    assert [t["name"] for t in metadata["outputs"]] == ["LABELS", "SCORES", "CLASS_INDICES"]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in metadata["outputs"]] == [
+        (OUTPUT, "FP32", [-1, CLASSES])
+    ]
+
+
+def infer(triton: ServerURLs, request: InferRequestBody) -> HttpAnswer:
+    return http_call(
+        f"{triton.http}/v2/models/{PIPELINE}/infer",
+        body=request.body,
+        headers={
+            HEADER_LENGTH: str(request.header_length),
+            "Content-Type": "application/octet-stream",
+        },
+    )
 
 
 def test_binary_request_gives_the_reference_answers(
@@ -172,34 +203,50 @@ def test_binary_request_gives_the_reference_answers(
     images, labels = samples
     (image_input,) = metadata["inputs"]
     output_names = [t["name"] for t in metadata["outputs"]]
-    request = build_infer_request(image_input["name"], images, output_names)
-    answer = http_call(
-        f"{triton.http}/v2/models/{PIPELINE}/infer",
-        body=request.body,
-        headers={
-            HEADER_LENGTH: str(request.header_length),
-            "Content-Type": "application/octet-stream",
-        },
-    )
+    answer = infer(triton, build_infer_request(image_input["name"], images, output_names))
     assert answer.status == 200, answer.body[:500]
     header, outputs = parse_infer_response(answer)
     assert header["model_name"] == PIPELINE
     # Blobs follow the order of the response's "outputs", which need not be the request's.
-    assert sorted(o["name"] for o in header["outputs"]) == sorted(output_names)
-    assert outputs["LABELS"].shape == (IMAGES, 3)
-    assert outputs["SCORES"].dtype == np.float32
-    assert outputs["CLASS_INDICES"].dtype == np.int32
+    assert sorted(o["name"] for o in header["outputs"]) == sorted(output_names) == [OUTPUT]
+    probabilities = outputs[OUTPUT]
+    assert probabilities.shape == (IMAGES, CLASSES)
+    assert probabilities.dtype == np.float32
 
-    top1 = np.array([int(label.decode()) for label in outputs["LABELS"][:, 0]])
-    np.testing.assert_array_equal(top1, outputs["CLASS_INDICES"][:, 0])
+    # The classification extension: the server ranks, k strings per image come back.
+    answer = infer(
+        triton,
+        build_infer_request(image_input["name"], images, [OUTPUT], class_count=TOP_K),
+    )
+    assert answer.status == 200, answer.body[:500]
+    header, classes = parse_infer_response(answer)
+    assert [(o["name"], o["datatype"]) for o in header["outputs"]] == [(OUTPUT, "BYTES")]
+    assert classes[OUTPUT].shape == (IMAGES, TOP_K)
+    served = [[split_classification(v) for v in row] for row in classes[OUTPUT]]
+
+    top1 = np.array([int(row[0][2]) for row in served])  # labels.txt names the digits "0".."9"
+    np.testing.assert_array_equal(top1, [row[0][1] for row in served])
+    np.testing.assert_array_equal(top1, probabilities.argmax(axis=1))
     assert int(np.sum(top1 == labels)) >= IMAGES - 1
 
     expected = ReferencePipeline(example_repository, PIPELINE)(
         {"IMAGE": np.array(images, dtype=object).reshape(-1, 1)}
     )
-    np.testing.assert_array_equal(outputs["LABELS"], expected["LABELS"])
-    np.testing.assert_array_equal(outputs["CLASS_INDICES"], expected["CLASS_INDICES"])
-    np.testing.assert_allclose(outputs["SCORES"], expected["SCORES"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(probabilities, expected[OUTPUT], rtol=0, atol=PROBABILITY_ATOL)
+    label_names = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
+    reference = [
+        [split_classification(v) for v in row]
+        for row in classification_strings(expected[OUTPUT], TOP_K, label_names)
+    ]
+    assert [[(i, label) for _, i, label in row] for row in served] == [
+        [(i, label) for _, i, label in row] for row in reference
+    ]
+    np.testing.assert_allclose(
+        [[score for score, _, _ in row] for row in served],
+        [[score for score, _, _ in row] for row in reference],
+        rtol=0,
+        atol=SCORE_ATOL,
+    )
 
 
 def test_corrupt_image_is_a_400_with_the_reason(
@@ -207,7 +254,7 @@ def test_corrupt_image_is_a_400_with_the_reason(
 ) -> None:
     images, _ = samples
     corrupt = images[1][: len(images[1]) // 2]
-    request = build_infer_request("IMAGE", [images[0], corrupt], ["LABELS"])
+    request = build_infer_request("IMAGE", [images[0], corrupt], [OUTPUT], class_count=TOP_K)
     answer = http_call(
         f"{triton.http}/v2/models/{PIPELINE}/infer",
         body=request.body,

@@ -15,6 +15,7 @@ from tritonclient.utils import InferenceServerException
 from harness.reliability.corpus import corpus
 from harness.reliability.corpus_runner import CorpusRunner
 from harness.reliability.defined_results import defined_result_cases, run_defined_cases
+from harness.reliability.extension_corpus import extension_cases, run_extension_cases
 from harness.reliability.malformed_under_load import malformed_under_load
 from harness.reliability.safe_defaults import loopback_problems, scan_unsafe_loading
 from harness.reliability.stub_kill import kill_stub_under_load
@@ -49,6 +50,32 @@ def test_bad_input_corpus(example_repository: Path, triton: ServerURLs,
     assert result.collateral_failures == 0
     step_cases = [o for o in result.outcomes if o.origin.value == "step"]
     assert step_cases and all(o.status in ("400", "INVALID_ARGUMENT") for o in step_cases)
+
+
+def test_protocol_extensions_never_end_the_server(example_repository: Path,
+                                                 triton: ServerURLs) -> None:
+    """Classification counts, binary-data flags, request parameters of every JSON type,
+    priority, timeout and sequence parameters on every output of the digits and detection
+    pipelines and their models, over both protocols: the server stays live after each."""
+    wanted = {"digits", "digits_preprocess", "digits_classifier", "detection",
+              "detection_postprocess"}
+    targets = [t for t in load_targets(example_repository) if t.name in wanted]
+    cases = extension_cases(targets)
+    with WireClient(http_url=triton.http, grpc_url=triton.grpc) as client:
+        result = run_extension_cases(client, cases, list(Protocol), http_url=triton.http)
+    assert result.server_deaths == 0
+    sent = [o for o in result.outcomes if o.sent]
+    assert len(sent) > 300
+    by_case = {(o.model, o.output, o.case, o.protocol): o for o in result.outcomes}
+    # the classification extension on the classifier's probabilities answers top-k
+    top3 = by_case[("digits", "PROBABILITIES", "classification_1", Protocol.GRPC)]
+    assert top3.status == "OK"
+    # this server (2.51) dies of classification on a BYTES output: recorded, never sent
+    crash = by_case[("detection", "LABELS", "classification_1", Protocol.HTTP)]
+    assert not crash.sent and crash.note.startswith("known crash")
+    assert {o.output for o in result.known_crashes} >= {"LABELS"}
+    # request-level parameters of every JSON type get an answer, never silence
+    assert all(o.status for o in result.outcomes)
 
 
 @pytest.mark.parametrize(("model", "protocol"), [

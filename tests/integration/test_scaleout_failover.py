@@ -12,7 +12,9 @@ from tritonkit.server.local_triton import ServerURLs
 from tritonkit.server.ports import pick_free_ports
 
 pytestmark = pytest.mark.integration
-OUTPUTS = ["CLASS_INDICES"]
+OUTPUT = "PROBABILITIES"
+OUTPUTS = [OUTPUT]
+CLASSES = 10
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +30,17 @@ def test_failover_skips_a_dead_endpoint(triton: ServerURLs, images: np.ndarray,
     with connect_failover([dead, live], timeout_s=30, ejection_s=60) as client:
         first = client.infer("digits", {"IMAGE": images}, outputs=OUTPUTS)
         second = client.infer("digits", {"IMAGE": images}, outputs=OUTPUTS)
+        top = client.infer("digits", {"IMAGE": images}, class_counts={OUTPUT: 2},
+                           outputs=OUTPUTS)
         stats = client.stats()
-    assert first["CLASS_INDICES"].shape == (4, 3)
-    np.testing.assert_array_equal(first["CLASS_INDICES"], second["CLASS_INDICES"])
+    assert first[OUTPUT].shape == (4, CLASSES)
+    np.testing.assert_array_equal(first[OUTPUT], second[OUTPUT])
+    # the classification extension through the failover client: best class first
+    assert top[OUTPUT].shape == (4, 2)
+    assert [int(row[0].split(b":")[1]) for row in top[OUTPUT]] == \
+        np.argmax(first[OUTPUT], axis=1).tolist()
     assert stats.failovers == 1  # the dead endpoint is ejected after its first refusal
-    assert stats.attempts == 3
+    assert stats.attempts == 4
     assert stats.failures_by_endpoint[dead] == 1
 
 
@@ -57,4 +65,4 @@ def test_nginx_gateway_balances_http_and_grpc_past_a_dead_replica(
             with connect(url, timeout_s=30, retries=0) as client:
                 for _ in range(4):  # round robin reaches the dead replica; nginx moves on
                     out = client.infer("digits", {"IMAGE": images}, outputs=OUTPUTS)
-                    assert out["CLASS_INDICES"].shape == (4, 3)
+                    assert out[OUTPUT].shape == (4, CLASSES)

@@ -93,14 +93,14 @@ def test_real_plan_deserializes_with_the_derived_profiles(tmp_path: Path):
         [(1, 1, 8, 8), (1, 1, 8, 8), (2, 1, 8, 8)],
     ]
     assert tuple(engine.get_tensor_shape("pixels")) == (-1, 1, 8, 8)
-    assert tuple(engine.get_tensor_shape("logits")) == (-1, 10)
+    assert tuple(engine.get_tensor_shape("probabilities")) == (-1, 10)
 
     # The plan computes what the ONNX model computes (TF32 is off, so fp32 stays fp32).
     pixels = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
     expected = ort.InferenceSession(str(model.onnx), providers=["CPUExecutionProvider"]).run(
         None, {"pixels": pixels})[0]
     with TrtRunner(engine) as runner:
-        got = runner.infer({"pixels": pixels})["logits"]
+        got = runner.infer({"pixels": pixels})["probabilities"]
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 

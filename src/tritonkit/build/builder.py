@@ -351,9 +351,20 @@ class _RepositoryBuilder:
                 raise EnsembleError("; ".join(str(p) for p in problems))
             model_dir = model_dir_in(self.root, pipeline.name)
             (model_dir / "1").mkdir(parents=True)
+            self._copy_output_labels(config, model_dir)
             self._write(config, model_dir)
             self.built.append(BuiltModel(name=pipeline.name, kind="ensemble", artifact=None,
                                          cached=True))
+
+    def _copy_output_labels(self, ensemble: mc.ModelConfig, model_dir: Path) -> None:
+        """The labels file of each ensemble output that has one, from the step producing it."""
+        for output in ensemble.output:
+            if not output.label_filename:
+                continue
+            producer = next(step.model_name for step in ensemble.ensemble_scheduling.step
+                            if output.name in step.output_map.values())
+            shutil.copyfile(model_dir_in(self.root, producer) / output.label_filename,
+                            model_dir / output.label_filename)
 
     def _write(self, config: mc.ModelConfig, model_dir: Path) -> None:
         write_config(config, model_dir / "config.pbtxt")

@@ -13,10 +13,12 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonkit.build.assets import asset_location
 from tritonkit.build.onnx_inspect import OnnxModelInfo, OnnxTensor
+from tritonkit.errors import ConfigError
 from tritonkit.runtime import parameters as parameter_names
 from tritonkit.spec import (
     DataType,
     DynamicBatching,
+    ImageFormat,
     InstanceKind,
     ModelSpec,
     PythonStepSpec,
@@ -27,6 +29,8 @@ from tritonkit.spec import (
 )
 
 LABELS_FILE = "labels.txt"
+_IMAGE_FORMATS = {ImageFormat.NCHW: mc.ModelInput.FORMAT_NCHW,
+                  ImageFormat.NHWC: mc.ModelInput.FORMAT_NHWC}
 
 PLATFORMS: dict[Target, str] = {
     Target.TENSORRT: "tensorrt_plan",
@@ -159,6 +163,13 @@ def model_config(
     inputs, outputs = tensors_from_onnx(info, batched=model.max_batch_size > 0)
     for tensor in inputs:
         _fill_io(config.input.add(), tensor)
+    if model.image_format is not ImageFormat.NONE:
+        if len(inputs) != 1 or len(inputs[0].dims) != 3:
+            raise ConfigError(
+                f"{model.name}: image_format {model.image_format.value} needs one input of "
+                f"3 dims besides the batch axis; the ONNX model has "
+                f"{[f'{t.name} {list(t.dims)}' for t in inputs]}")
+        config.input[0].format = _IMAGE_FORMATS[model.image_format]  # type: ignore[assignment]
     for i, tensor in enumerate(outputs):
         out = config.output.add()
         _fill_io(out, tensor)

@@ -3,7 +3,9 @@
 Rules, per step input, in order: an explicit `inputs:` map entry; an ensemble tensor of the
 same name produced earlier; the single output of the previous step when the step has a single
 input. Ensemble inputs are the first step's inputs; ensemble outputs are `outputs:` or the last
-step's outputs. Only consumed step outputs and ensemble outputs enter `output_map`.
+step's outputs, and keep their producer's `label_filename` (so the classification extension
+answers with labels on the ensemble too). Only consumed step outputs and ensemble outputs enter
+`output_map`.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ def ensemble_config(
         out.dims.extend(source.dims)
         if source.HasField("reshape"):
             out.reshape.CopyFrom(source.reshape)
+        if isinstance(source, mc.ModelOutput) and source.label_filename:
+            out.label_filename = source.label_filename
     keep = consumed | set(wanted)
     for entry, outputs in zip(steps, step_outputs, strict=True):
         for step_output, name in outputs.items():

@@ -136,13 +136,15 @@ def model_files(config: model_config_pb2.ModelConfig) -> tuple[str, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class LintProblem:
-    """One problem; `path` is relative to the repository root ("." for the root itself)."""
+    """One problem; `path` is relative to the repository root ("." for the root itself). A
+    warning names a risk of the deployment rather than an error of the repository."""
 
     path: Path
     message: str
+    warning: bool = False
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
+        return f"{self.path}: {'warning: ' if self.warning else ''}{self.message}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,12 +170,12 @@ class _Linter:
         self.server_flags = server_flags
         self.problems: list[LintProblem] = []
 
-    def add(self, path: Path, message: str) -> None:
+    def add(self, path: Path, message: str, *, warning: bool = False) -> None:
         try:
             shown = path.relative_to(self.root)
         except ValueError:
             shown = path
-        self.problems.append(LintProblem(path=shown, message=message))
+        self.problems.append(LintProblem(path=shown, message=message, warning=warning))
 
     def run(self) -> list[LintProblem]:
         if not self.root.is_dir():
@@ -195,6 +197,7 @@ class _Linter:
             if model.config is None:
                 continue
             kind = model_kind(model.config)
+            self._bytes_outputs(model, model.config)
             if kind is ModelKind.ENSEMBLE:
                 self._ensemble(model, model.config, configs, unreadable)
             elif kind is ModelKind.TENSORRT and (
@@ -208,6 +211,20 @@ class _Linter:
             "linted %s: %d model(s), %d problem(s)", self.root, len(models), len(self.problems)
         )
         return self.problems
+
+    def _bytes_outputs(self, model: _Model, config: model_config_pb2.ModelConfig) -> None:
+        """On a release without the classification fixes, every BYTES output is one request
+        away from ending the server."""
+        if self.release is None or self.release.classification_bytes_fix:
+            return
+        for output in config.output:
+            if output.data_type == model_config_pb2.TYPE_STRING:
+                self.add(model.config_path, warning=True, message=(
+                    f"output {output.name!r} is BYTES: on release {self.release.name} "
+                    f"(Triton {self.release.triton}) one request for the classification "
+                    f"extension on it (class_count; HTTP parameters.classification) ends the "
+                    f"server with SIGFPE. Fixed by {releases.CLASSIFICATION_BYTES_FIX}: serve "
+                    f"on such a release, or expose no BYTES output clients do not need"))
 
     def _model(self, directory: Path) -> _Model:
         config_path = directory / CONFIG_NAME

@@ -35,6 +35,7 @@ from tritonkit.spec.types import (
     DataType,
     DynamicBatching,
     HardwareCompatibility,
+    ImageFormat,
     InstanceGroup,
     InstanceKind,
     ModelSpec,
@@ -332,7 +333,7 @@ def _onnxruntime(r: _Reader) -> OnnxRuntimeOptions:
 def _model(r: _Reader) -> ModelSpec:
     r.mapping(_SERVING_KEYS | {"name", "onnx", "precision", "calibration", "accuracy",
                                "keep_fp32_ops", "dynamic_batch_probe", "warmup", "tensorrt",
-                               "onnxruntime"})
+                               "onnxruntime", "image_format"})
     name = _name(r)
     serving = _serving(r)
     precision = r.enum("precision", Precision, Precision.FP32)
@@ -379,6 +380,7 @@ def _model(r: _Reader) -> ModelSpec:
         warmup=warmup,
         tensorrt=_tensorrt(r.child("tensorrt"), serving.max_batch_size),
         onnxruntime=_onnxruntime(r.child("onnxruntime")),
+        image_format=r.enum("image_format", ImageFormat, ImageFormat.NONE),
     )
 
 

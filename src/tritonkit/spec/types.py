@@ -43,6 +43,15 @@ class Precision(str, Enum):
     INT8 = "int8"
 
 
+class ImageFormat(str, Enum):
+    """The layout of a model's one image input (config `format`), which image clients read to
+    know how to feed it (Triton's stock image_client, for one)."""
+
+    NONE = "none"
+    NCHW = "nchw"
+    NHWC = "nhwc"
+
+
 class InstanceKind(str, Enum):
     """`auto` is KIND_GPU for the tensorrt/onnxruntime targets and KIND_CPU for local."""
 
@@ -213,6 +222,7 @@ class ModelSpec:
     warmup: Warmup | None = None
     tensorrt: TensorRTOptions = TensorRTOptions()
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
+    image_format: ImageFormat = ImageFormat.NONE  # checked against the ONNX input at build
 
     @property
     def max_batch_size(self) -> int:

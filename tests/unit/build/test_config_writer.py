@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from tests.onnx_factories import make_image_model
 from tritonkit.build.config_writer import WarmupInput, model_config, python_step_config
 from tritonkit.build.onnx_inspect import inspect_onnx
+from tritonkit.errors import SpecError
 from tritonkit.spec import DataType, Target, parse_spec
 
 SPEC = """
@@ -105,13 +106,33 @@ def test_onnxruntime_target_uses_trt_accelerator(spec) -> None:
     assert not config.optimization.cuda.graphs
 
 
-def test_local_target_is_python_backend_on_cpu(spec) -> None:
+def test_local_target_is_the_onnxruntime_backend_on_cpu(spec) -> None:
     model = spec.models[0]
     config = model_config(model, inspect_onnx(model.onnx), target=Target.LOCAL)
-    assert config.backend == "python" and not config.platform
+    assert config.backend == "onnxruntime" and not config.platform
     assert config.instance_group[0].kind == mc.ModelInstanceGroup.KIND_CPU
-    assert config.parameters["intra_op_threads"].string_value == "2"
-    assert config.parameters["onnx_model_file"].string_value == "model.onnx"
+    # Triton's ONNX Runtime backend reads its own parameter name
+    assert config.parameters["intra_op_thread_count"].string_value == "2"
+    assert "onnx_model_file" not in config.parameters
+    gpu = model_config(model, inspect_onnx(model.onnx), target=Target.ONNXRUNTIME)
+    assert gpu.parameters["intra_op_thread_count"].string_value == "2"
+    assert "intra_op_thread_count" not in model_config(
+        model, inspect_onnx(model.onnx), target=Target.TENSORRT).parameters
+
+
+def test_image_format_is_declared_on_the_one_image_input(tmp_path: Path) -> None:
+    make_image_model(tmp_path / "clf.onnx")
+    text = SPEC.replace("    max_batch_size: 32\n    labels", "    max_batch_size: 32\n"
+                        "    image_format: nchw\n    labels", 1)
+    model = parse_spec(text, tmp_path / "models.yaml").models[0]
+    config = model_config(model, inspect_onnx(model.onnx), target=Target.LOCAL)
+    assert config.input[0].format == mc.ModelInput.FORMAT_NCHW
+    plain = parse_spec(SPEC, tmp_path / "models.yaml").models[0]
+    assert model_config(plain, inspect_onnx(plain.onnx), target=Target.LOCAL).input[0].format \
+        == mc.ModelInput.FORMAT_NONE
+    with pytest.raises(SpecError, match="image_format"):
+        parse_spec(text.replace("image_format: nchw", "image_format: chw"),
+                   tmp_path / "models.yaml")
 
 
 def test_auto_target_must_be_resolved(spec) -> None:

@@ -24,7 +24,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def lint(root: Path, **kwargs: str) -> list[str]:
-    return [str(p) for p in lint_repository(root, **kwargs)]
+    """The errors (warnings left out: see test_bytes_outputs_warn_on_a_release_without_the_fix)."""
+    return [str(p) for p in lint_repository(root, **kwargs) if not p.warning]
 
 
 def rewrite(root: Path, name: str, config: mc.ModelConfig) -> None:
@@ -46,7 +47,7 @@ def test_clean_repository_with_matching_plan_manifest_passes_the_release_check(
     repo: Path,
 ) -> None:
     write_plan_manifest(repo / "digits_classifier_trt" / "1", tensorrt="10.8.0.43")
-    assert lint_repository(repo, release="25.01") == []
+    assert lint(repo, release="25.01") == []
 
 
 def test_plan_built_by_another_tensorrt_is_refused(repo: Path) -> None:
@@ -454,3 +455,31 @@ def test_label_and_warmup_files_cannot_climb_out(repo: Path) -> None:
         "out of the model directory with '..'" in problems[0]
     assert "warmup sample 'w' input 'pixels' reads '/etc/hostname', an absolute path" in \
         problems[1]
+
+
+def test_bytes_outputs_warn_on_a_release_without_the_fix(repo: Path) -> None:
+    write_plan_manifest(repo / "digits_classifier_trt" / "1", tensorrt="10.8.0.43")
+    warnings = [p for p in lint_repository(repo, release="25.01") if p.warning]
+    assert sorted(str(p.path) for p in warnings) == ["digits/config.pbtxt",
+                                                     "digits_postprocess/config.pbtxt"]
+    message = warnings[0].message
+    for named in ("output 'LABELS' is BYTES", "release 25.01", "SIGFPE", "#8267", "#8603",
+                  "class_count"):
+        assert named in message
+    assert str(warnings[0]).startswith("digits/config.pbtxt: warning: ")
+    # the pinned release has both fixes; no release named, no warning
+    write_plan_manifest(repo / "digits_classifier_trt" / "1", tensorrt="10.16.0.72")
+    assert lint_repository(repo, release="26.03") == []
+    assert lint_repository(repo) == []
+
+
+def test_the_cli_prints_warnings_and_exits_zero(repo: Path) -> None:
+    import subprocess
+    import sys
+
+    write_plan_manifest(repo / "digits_classifier_trt" / "1", tensorrt="10.8.0.43")
+    result = subprocess.run([sys.executable, "-m", "tritonkit", "lint", str(repo), "--release",
+                             "25.01"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": warning: output 'LABELS' is BYTES") == 2
+    assert result.stdout.rstrip().endswith("no problems (2 warning(s))")

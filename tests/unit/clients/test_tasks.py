@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from tritonkit_client.async_client import connect_async
 from tritonkit_client.errors import InvalidInputError, ServerError, ServerUnavailableError
+from tritonkit_client.kserve_codec import classification_strings
 from tritonkit_client.sync_client import connect
 from tritonkit_client.tasks import (
     Classification,
@@ -32,39 +33,40 @@ def test_images_tensor_rejects(bad: list[object]) -> None:
         images_tensor(bad)  # type: ignore[arg-type]
 
 
-def test_parse_classifications_sorts_by_score_and_cuts_to_top_k() -> None:
-    labels = np.array([[b"1", b"7", b"2"], [b"3", b"8", b"5"]], dtype=object)
-    scores = np.array([[0.1, 0.8, 0.1], [0.6, 0.3, 0.1]], dtype=np.float32)
-    indices = np.array([[1, 7, 2], [3, 8, 5]], dtype=np.int32)
-    full = parse_classifications(labels, scores, indices)
-    assert [[c.index for c in row] for row in full] == [[7, 1, 2], [3, 8, 5]]
-    assert full[0][0] == Classification(label="7", score=float(np.float32(0.8)), index=7)
-    top1 = parse_classifications(labels, scores, indices, top_k=1)
-    assert [[c.label for c in row] for row in top1] == [["7"], ["3"]]
-    more = parse_classifications(labels, scores, indices, top_k=10)
-    assert [len(row) for row in more] == [3, 3]  # never more than the server sent
+def test_parse_classifications_reads_tritons_answer() -> None:
+    answer = np.array([[b"0.800000:7:seven", b"0.100000:1:one"],
+                       [b"0.600000:3:three", b"0.300000:8"]], dtype=object)
+    result = parse_classifications(answer)
+    assert result[0] == [Classification(label="seven", score=0.8, index=7),
+                         Classification(label="one", score=0.1, index=1)]
+    assert result[1][1] == Classification(label="8", score=0.3, index=8)  # no labels file
+    # a label may hold ':' itself
+    (row,) = parse_classifications(np.array([b"0.5:2:a:b"], dtype=object))
+    assert row == [Classification(label="a:b", score=0.5, index=2)]
 
 
-def test_parse_classifications_accepts_one_prediction_per_image() -> None:
-    result = parse_classifications(np.array(["cat", "dog"]), np.array([0.9, 0.7]), np.array([3, 5]))
-    assert result == [
-        [Classification(label="cat", score=0.9, index=3)],
-        [Classification(label="dog", score=0.7, index=5)],
-    ]
+def test_parse_classifications_refuses_what_is_not_a_classification() -> None:
+    for bad in ([[b"cat"]], [[b"0.5:x:cat"]], [[[b"0.5:1"]]]):
+        with pytest.raises(ServerError):
+            parse_classifications(np.array(bad, dtype=object))
 
 
-def test_parse_classifications_rejects_mismatched_outputs() -> None:
-    with pytest.raises(ServerError, match="disagree"):
-        parse_classifications(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 3)))
-    with pytest.raises(InvalidInputError, match="top_k"):
-        parse_classifications(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)), top_k=0)
+def test_the_codec_writes_what_triton_answers() -> None:
+    values = np.array([[0.1, 0.7, 0.2], [0.5, 0.25, 0.25]], dtype=np.float32)
+    answer = classification_strings(values, 2, ["a", "b", "c"])
+    assert answer.tolist() == [[b"0.700000:1:b", b"0.200000:2:c"],
+                               [b"0.500000:0:a", b"0.250000:1:b"]]
+    parsed = parse_classifications(answer)
+    assert [[c.index for c in row] for row in parsed] == [[1, 2], [0, 1]]
+    assert classification_strings(values, 9).shape == (2, 3)  # never more than there are
 
 
 def test_classify_with_no_images_sends_nothing(closed_port: int) -> None:
     with connect(f"http://127.0.0.1:{closed_port}", retries=0) as client:
         assert classify(client, "digits", []) == []
-        with pytest.raises(InvalidInputError):
-            classify(client, "digits", [b"x"], top_k=0)
+        for bad in (0, -1, 1.5, True):
+            with pytest.raises(InvalidInputError):
+                classify(client, "digits", [b"x"], top_k=bad)  # type: ignore[arg-type]
         with pytest.raises(ServerUnavailableError):
             classify(client, "digits", [b"x"])
 

@@ -103,8 +103,11 @@ def test_spec_entries_match_the_artifacts() -> None:
     assert model["labels"] == f"artifacts/resnet/{resnet.LABELS_FILE}"
     assert model["warmup"]["samples"] == f"artifacts/resnet/{resnet.HOLDOUT_FILE}"
     assert model["warmup"]["batch_size"] <= resnet.HOLDOUT_ROWS
-    (post,) = [s for s in spec["python_steps"] if s["name"] == "resnet_postprocess"]
-    assert post["inputs"][0]["dims"] == [resnet.CLASSES]
+    # the classifier's probabilities are the pipeline's output: top-k through Triton's
+    # classification extension, no Python postprocess step
+    assert not [s for s in spec["python_steps"] if s["name"] == "resnet_postprocess"]
+    (pipeline,) = [p for p in spec["pipelines"] if p["name"] == "resnet"]
+    assert pipeline["steps"][-1]["outputs"] == {resnet.OUTPUT_NAME: "PROBABILITIES"}
     assert not [m for m in spec["models"]
                 if m["name"].startswith("resnet") and m.get("precision", "fp32") != "fp32"]
 
@@ -144,7 +147,7 @@ def test_build_is_cached_and_byte_identical(tmp_path: Path) -> None:
     (inp,) = session.get_inputs()
     assert inp.name == "pixels" and inp.shape[1:] == [3, 224, 224]
     assert isinstance(inp.shape[0], str)
-    logits = session.run(["logits"], {"pixels": pixels[:8]})[0]
-    assert logits.shape == (8, 1000) and len(set(np.argmax(logits, axis=1))) > 1
+    probabilities = session.run([resnet.OUTPUT_NAME], {"pixels": pixels[:8]})[0]
+    assert probabilities.shape == (8, 1000) and len(set(np.argmax(probabilities, axis=1))) > 1
     ops = {node.op_type for node in onnx.load(str(out / resnet.ONNX_FILE)).graph.node}
     assert "BatchNormalization" not in ops  # folded into the convolutions

@@ -68,7 +68,7 @@ def test_variants_change_only_serving_options() -> None:
     spec = load_spec("models.yaml")
     off = v.variant_spec(spec, v.NO_BATCHING, ("digits",))
     assert {m.name for m in off.models} == {"digits_classifier"}
-    assert {s.name for s in off.python_steps} == {"digits_preprocess", "digits_postprocess"}
+    assert {s.name for s in off.python_steps} == {"digits_preprocess"}
     assert all(m.serving.dynamic_batching is None for m in off.models + off.python_steps)
     shipped = spec.model("digits_classifier")
     assert off.models[0].serving.instance_group == shipped.serving.instance_group  # type: ignore[union-attr]

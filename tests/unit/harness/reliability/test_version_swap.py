@@ -26,8 +26,7 @@ def _config_json(model: str) -> dict[str, object]:
 
 
 def test_steps_of_the_digits_ensemble() -> None:
-    assert steps_of(_config_json("digits")) == [
-        "digits_preprocess", "digits_classifier", "digits_postprocess"]
+    assert steps_of(_config_json("digits")) == ["digits_preprocess", "digits_classifier"]
     assert steps_of(_config_json("digits_preprocess")) == []
 
 
