@@ -46,3 +46,12 @@ def triton_server(example_repository: Path,
 @pytest.fixture(scope="session")
 def triton(triton_server: LocalTriton) -> ServerURLs:
     return triton_server.urls
+
+
+@pytest.fixture(scope="session")
+def digits_labels(example_repository: Path) -> list[str]:
+    """The labels file of the digits pipeline's PROBABILITIES output (the classification
+    extension answers with these)."""
+    names = (example_repository / "digits" / "labels.txt").read_text().splitlines()
+    assert len(names) == 10
+    return names

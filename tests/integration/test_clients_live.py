@@ -81,13 +81,6 @@ def images() -> list[bytes]:
     return blobs[:SUBSET]
 
 
-@pytest.fixture(scope="module")
-def label_names(example_repository: Path) -> list[str]:
-    """The labels file the served pipeline's PROBABILITIES output names."""
-    names = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
-    assert len(names) == CLASSES
-    return names
-
 
 @pytest.fixture(scope="module")
 def probabilities(example_repository: Path, images: list[bytes]) -> np.ndarray:
@@ -102,19 +95,19 @@ def probabilities(example_repository: Path, images: list[bytes]) -> np.ndarray:
     return probabilities
 
 
-def top_k_of(probabilities: np.ndarray, label_names: Sequence[str], k: int) -> Expected:
+def top_k_of(probabilities: np.ndarray, digits_labels: Sequence[str], k: int) -> Expected:
     """The k largest probabilities per row, largest first, with their indices and labels."""
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     return Expected(
-        labels=np.array([[label_names[i] for i in row] for row in order], dtype=str),
+        labels=np.array([[digits_labels[i] for i in row] for row in order], dtype=str),
         scores=np.take_along_axis(probabilities, order, axis=1),
         indices=order.astype(np.int64),
     )
 
 
 @pytest.fixture(scope="module")
-def expected(probabilities: np.ndarray, label_names: list[str]) -> Expected:
-    return top_k_of(probabilities, label_names, TOP_K)
+def expected(probabilities: np.ndarray, digits_labels: list[str]) -> Expected:
+    return top_k_of(probabilities, digits_labels, TOP_K)
 
 
 @pytest.fixture(params=["http", "grpc"])
@@ -174,7 +167,7 @@ def test_input_above_max_batch_size_is_split(
 
 
 def test_classify_top3_equals_sorted_reference_probabilities(
-    url: str, images: list[bytes], probabilities: np.ndarray, label_names: list[str]
+    url: str, images: list[bytes], probabilities: np.ndarray, digits_labels: list[str]
 ) -> None:
     """classify() ranks on the server (classification extension): its top 3 are the
     reference's probabilities sorted descending, named by the repository's labels file."""
@@ -185,7 +178,7 @@ def test_classify_top3_equals_sorted_reference_probabilities(
     for row, result in zip(rows, results, strict=True):
         order = np.argsort(-probabilities[row], kind="stable")[:3]
         assert [c.index for c in result] == [int(i) for i in order], row
-        assert [c.label for c in result] == [label_names[i] for i in order], row
+        assert [c.label for c in result] == [digits_labels[i] for i in order], row
         np.testing.assert_allclose(
             [c.score for c in result], probabilities[row][order], rtol=0, atol=TOP3_SCORE_ATOL
         )

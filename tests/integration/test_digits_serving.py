@@ -95,18 +95,11 @@ def reference(example_repository: Path, test_split: Split) -> dict[str, np.ndarr
     return outputs
 
 
-@pytest.fixture(scope="module")
-def label_names(example_repository: Path) -> list[str]:
-    """The labels file of the served pipeline's PROBABILITIES output."""
-    names = (example_repository / PIPELINE / "labels.txt").read_text().splitlines()
-    assert len(names) == CLASSES
-    return names
-
 
 @pytest.fixture(scope="module")
-def expected_top3(reference: dict[str, np.ndarray], label_names: list[str]) -> np.ndarray:
+def expected_top3(reference: dict[str, np.ndarray], digits_labels: list[str]) -> np.ndarray:
     """What the classification extension answers for the reference: BYTES [N, TOP_K]."""
-    return classification_strings(reference[OUTPUT], TOP_K, label_names)
+    return classification_strings(reference[OUTPUT], TOP_K, digits_labels)
 
 
 @pytest.fixture(scope="module")

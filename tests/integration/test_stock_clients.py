@@ -60,7 +60,7 @@ def _parse(result: object) -> list[str]:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_ensemble_image_client_calls(protocol: str, triton: ServerURLs, images: list[Path],
-                                     example_repository: Path) -> None:
+                                     example_repository: Path, digits_labels: list[str]) -> None:
     client = _client(protocol, triton)
     metadata = client.get_model_metadata(model_name="digits")
     config = client.get_model_config(model_name="digits")
@@ -87,7 +87,6 @@ def test_ensemble_image_client_calls(protocol: str, triton: ServerURLs, images: 
     result = client.infer("digits", [infer_input], outputs=requested)
     reference = ReferencePipeline(example_repository, "digits")(
         {"IMAGE": np.array([p.read_bytes() for p in images], dtype=object).reshape(-1, 1)})
-    labels = (example_repository / "digits" / "labels.txt").read_text().splitlines()
     for name in output_names:
         answer = result.as_numpy(name)
         assert len(answer) == len(images)
@@ -96,7 +95,7 @@ def test_ensemble_image_client_calls(protocol: str, triton: ServerURLs, images: 
             assert all(len(cls) == 3 for cls in parsed)  # it prints cls[0], cls[1], cls[2]
             top = np.argsort(-expected, kind="stable")[:CLASSES]
             assert [int(cls[1]) for cls in parsed] == top.tolist()
-            assert [cls[2] for cls in parsed] == [labels[i] for i in top]
+            assert [cls[2] for cls in parsed] == [digits_labels[i] for i in top]
 
 
 def test_image_client_calls(triton: ServerURLs, images: list[Path],
