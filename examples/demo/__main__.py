@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def _summary(digits: DigitsReport, detection: DetectionReport,
     return all(ok for _, ok in lines)
 
 
+_ORT_MODEL = re.compile(r'onnxruntime\.cc:\d+\] "TRITONBACKEND_ModelInitialize: (\S+) \(version')
+
+
+def onnxruntime_models(log: Path) -> list[str]:
+    """The models the server log shows Triton's ONNX Runtime backend initializing."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    return sorted(set(_ORT_MODEL.findall(text)))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m examples.demo", description=__doc__)
     parser.add_argument("--spec", type=Path, default=Path("models.yaml"))
@@ -103,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             console.print(f"Triton ready in {server.startup_s:.1f} s: {server.urls.http}, "
                           f"{server.urls.grpc}")
+            native = onnxruntime_models(args.out.parent / "tritonserver.log")
+            console.print(f"model steps on Triton's ONNX Runtime backend (server log): "
+                          f"{', '.join(native) or 'none'}", highlight=False)
             with Progress(console=console, transient=True) as progress:
                 tasks = {p: progress.add_task(f"classifying over {p}", total=len(images))
                          for p in ("HTTP", "gRPC")}
