@@ -123,5 +123,8 @@ def test_offer_load_with_hey_keeps_every_answer(server_url: str) -> None:
     assert len(run.answered) == run.sent and run.unanswered == 0
     statuses = sorted(a.status for a in run.answered)
     assert statuses.count(200) == 32 and statuses.count(503) == 32 and statuses.count(500) == 32
-    assert 100.0 < run.offered_per_s < 300.0
-    assert all(a.seconds < 1.0 for a in run.answered)
+    # hey paces each worker: it never sends faster than planned (the lower side depends on
+    # how busy the host is, so it is a benchmark figure, not a test).
+    assert 0.0 < run.offered_per_s < 1.5 * plan.workers * plan.per_worker_rate
+    assert run.offered_per_s == pytest.approx(run.sent / run.send_window_s)
+    assert all(a.seconds < plan.timeout_s for a in run.answered)
