@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tritonkit.build.build_stamp import BuildStamp, default_cache_dir
 from tritonkit.build.targets import resolve_target
-from tritonkit.errors import ToolkitError
-from tritonkit.spec import Target, load_spec
+from tritonkit.errors import SpecError, ToolkitError
+from tritonkit.spec import Target, load_overlay, load_spec
 
 log = logging.getLogger("tritonkit")
 
@@ -40,8 +40,13 @@ def _target_release(args: argparse.Namespace) -> str | None:
 
 def _build(args: argparse.Namespace) -> int:
     release = _target_release(args)
-    spec = load_spec(args.spec, release=release)
     target = resolve_target(Target(args.target))
+    overlay = load_overlay(args.overlay) if args.overlay else None
+    if overlay is not None and overlay.target is not target:
+        raise SpecError(str(args.overlay), "target",
+                        f"the overlay was measured for target {overlay.target.value!r}; this "
+                        f"build is for {target.value!r} (leave --overlay out, or tune for it)")
+    spec = load_spec(args.spec, release=release, overlay=overlay)
     if not args.check:
         # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.
         stamp = BuildStamp.for_build(spec, target=target, out=args.out,
@@ -138,6 +143,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--spec", type=Path, default=Path("models.yaml"))
     build.add_argument("--target", choices=[t.value for t in Target], default="auto")
     build.add_argument("--out", type=Path, required=True, help="repository directory")
+    build.add_argument("--overlay", type=Path, default=None, metavar="FILE",
+                       help="serving settings measured by `tritonkit tune` for this target")
     build.add_argument("--cache-dir", type=Path, default=None,
                        help="artifact cache (default: .cache/tritonkit beside the spec)")
     build.add_argument("--check", action="store_true",

@@ -1,6 +1,7 @@
-"""The typed build spec (`models.yaml`) and its loader: `load_spec(path)`."""
+"""The typed build spec (`models.yaml`), its loader `load_spec(path)`, and serving overlays."""
 
 from tritonkit.spec.loader import load_spec, parse_spec
+from tritonkit.spec.overlay import SpecOverlay, load_overlay, parse_overlay, render_overlay
 from tritonkit.spec.types import (
     ADAPTER_PARAMETERS,
     ASSET_NAME_PATTERN,
@@ -66,6 +67,7 @@ __all__ = [
     "QueueTimeoutAction",
     "SPEC_VERSION",
     "ServingOptions",
+    "SpecOverlay",
     "TENSOR_NAME_PATTERN",
     "Target",
     "TensorRTOptions",
@@ -73,6 +75,9 @@ __all__ = [
     "VersionPolicy",
     "Warmup",
     "has_bytes",
+    "load_overlay",
     "load_spec",
+    "parse_overlay",
     "parse_spec",
+    "render_overlay",
 ]

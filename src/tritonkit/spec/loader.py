@@ -17,6 +17,7 @@ import yaml
 
 from tritonkit.errors import SpecError
 from tritonkit.runtime import parameters as parameter_names
+from tritonkit.spec.overlay import SpecOverlay, merge_overlay
 from tritonkit.spec.types import (
     ADAPTER_PARAMETERS,
     ASSET_NAME_PATTERN,
@@ -505,11 +506,13 @@ def _read_list(r: _Reader, key: str, parse: Callable[[_Reader], T]) -> tuple[T, 
     return tuple(parse(item) for item in r.items(key))
 
 
-def parse_spec(text: str, source: Path, *, release: str | None = None) -> BuildSpec:
+def parse_spec(text: str, source: Path, *, release: str | None = None,
+               overlay: SpecOverlay | None = None) -> BuildSpec:
     """Parse and validate spec text; `source` names the file in errors and anchors paths.
 
     With `release` (an NGC release, "26.03"), every `tensorrt:` option must be one that
-    release's TensorRT has (`tritonkit.spec.release_support`).
+    release's TensorRT has (`tritonkit.spec.release_support`). With `overlay`, its serving
+    settings are merged in first (`tritonkit.spec.overlay`) and validated with the rest.
     """
     source_name = source.name
     try:
@@ -518,6 +521,21 @@ def parse_spec(text: str, source: Path, *, release: str | None = None) -> BuildS
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(source_name, "", f"is not valid YAML{where}: {e}") from e
+    if overlay is None:
+        return _parse_document(data, text, source, release=release)
+    try:
+        return _parse_document(merge_overlay(data, overlay, source_name), text, source,
+                               overlay=overlay, release=release)
+    except SpecError as e:
+        if e.source != source_name:
+            raise
+        raise SpecError(source_name, e.field_path,
+                        f"{e.problem} (with overlay {overlay.source.name})") from e
+
+
+def _parse_document(data: Any, text: str, source: Path, *, overlay: SpecOverlay | None = None,
+                    release: str | None = None) -> BuildSpec:
+    source_name = source.name
     root = _Reader(source_name, source.parent.resolve(), data if data is not None else {}, "")
     root.mapping(_TOP_LEVEL_KEYS)
     root.integer("version", SPEC_VERSION, minimum=SPEC_VERSION, maximum=SPEC_VERSION)
@@ -532,7 +550,7 @@ def parse_spec(text: str, source: Path, *, release: str | None = None) -> BuildS
                             "step and pipeline needs its own name (it is a directory)")
         seen.add(n)
     spec = BuildSpec(source=source.resolve(), models=models, python_steps=steps,
-                     pipelines=pipelines, sha256=hashlib.sha256(text.encode()).hexdigest())
+                     pipelines=pipelines, sha256=_spec_hash(text, overlay))
     for i, p in enumerate(pipelines):
         for j, step in enumerate(p.steps):
             if step.model not in seen or step.model in {q.name for q in pipelines}:
@@ -543,6 +561,13 @@ def parse_spec(text: str, source: Path, *, release: str | None = None) -> BuildS
     if release is not None:
         _check_release(spec, release)
     return spec
+
+
+def _spec_hash(text: str, overlay: SpecOverlay | None) -> str:
+    digest = hashlib.sha256(text.encode())
+    if overlay is not None:
+        digest.update(b"\0overlay\0" + overlay.sha256.encode())
+    return digest.hexdigest()
 
 
 def _check_release(spec: BuildSpec, name: str) -> None:
@@ -561,11 +586,13 @@ def _check_release(spec: BuildSpec, name: str) -> None:
             raise SpecError(spec.source.name, path, problem)
 
 
-def load_spec(path: str | Path, *, release: str | None = None) -> BuildSpec:
-    """Load and validate a YAML build spec (against `release`'s TensorRT, when given)."""
+def load_spec(path: str | Path, *, release: str | None = None,
+              overlay: SpecOverlay | None = None) -> BuildSpec:
+    """Load and validate a YAML build spec (against `release`'s TensorRT, when given), with
+    `overlay`'s serving settings merged in."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise SpecError(str(path), "", f"cannot be read: {e.strerror}") from e
-    return parse_spec(text, path, release=release)
+    return parse_spec(text, path, release=release, overlay=overlay)

@@ -177,7 +177,6 @@ def test_example_spec_loads() -> None:
     assert [s.model for s in spec.pipelines[0].steps] == [
         "digits_preprocess",
         "digits_classifier",
-        "digits_postprocess",
     ]
 
 
