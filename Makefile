@@ -7,7 +7,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.setup-stamp
-EXTRAS := build,serve,bench,export,dev
+# NVIDIA Model Analyzer (`tritonkit tune --engine model-analyzer`) in a virtualenv of its own:
+# it needs numpy 2 and protobuf 6, .venv stays on numpy < 2. Tests and tune find it by this.
+MA_VENV := .venv-model-analyzer
+MA_REQUIREMENTS := tuning/model-analyzer-requirements.txt
+MA_STAMP := $(MA_VENV)/.setup-stamp
+export TRITONKIT_MODEL_ANALYZER ?= $(abspath $(MA_VENV)/bin/model-analyzer)
+EXTRAS := build,serve,tune,bench,export,dev
 CODE := src clients/tritonkit_client build_scripts examples harness
 # Offline sources of Triton's ONNX Runtime backend, where a shared third_party folder is beside
 # the checkout (CI); without them `tritonkit build-backend` clones the r24.10 branches from GitHub.
@@ -16,14 +22,23 @@ export TRITONKIT_BACKEND_SOURCES ?= $(abspath ../shared/third_party/triton-r24.1
 export TRITONKIT_ONNXRUNTIME_HEADERS ?= $(abspath ../shared/third_party/onnxruntime-1.19.0/include)
 endif
 
-.PHONY: help setup models demo repository wheels check-repository lint-repository bench bench-smoke \
+.PHONY: help setup model-analyzer models demo repository wheels check-repository lint-repository bench bench-smoke \
         test test-unit test-integration lint format clean scaleout check-deploy reliability
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 
-setup: $(SETUP_STAMP) ## create or refresh .venv with everything (registry packages only)
+setup: $(SETUP_STAMP) $(MA_STAMP) ## create or refresh .venv with everything (registry packages only)
+
+model-analyzer: $(MA_STAMP) ## NVIDIA Model Analyzer in .venv-model-analyzer (for tune --engine model-analyzer)
+
+$(MA_STAMP): $(MA_REQUIREMENTS)
+	@test -x $(MA_VENV)/bin/python || $(PYTHON) -m venv $(MA_VENV)
+	$(MA_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MA_VENV)/bin/python -m pip install --quiet -r $(MA_REQUIREMENTS)
+	$(MA_VENV)/bin/model-analyzer --help > /dev/null
+	@touch $@
 
 $(SETUP_STAMP): pyproject.toml clients/pyproject.toml constraints.txt scripts/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

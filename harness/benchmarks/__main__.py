@@ -1,5 +1,5 @@
 """`python -m harness.benchmarks run [--smoke] [--compare DIR]` and `python -m harness.benchmarks
-compare A B`.
+compare A B` and `python -m harness.benchmarks input-data --workload W --out F`.
 
 `run` measures every system side by side and writes results/bench/<timestamp>/ (report.md,
 raw CSVs, plots, summary.json), then points results/bench/latest at it.
@@ -71,6 +71,17 @@ def _compare(current: Path, saved: Path, tolerance: float) -> int:
     return 0
 
 
+def _input_data(args: argparse.Namespace) -> int:
+    """The workload's real inputs as perf_analyzer input data (what `tritonkit tune` takes)."""
+    from harness.benchmarks.workloads import load_workload  # noqa: PLC0415
+    from tritonkit.tuning import write_input_data  # noqa: PLC0415
+
+    workload = load_workload(args.workload, count=args.count)
+    path = write_input_data(workload.samples(), args.out)
+    print(f"{path}: {args.count} real inputs of the {workload.pipeline} pipeline")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.benchmarks", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -85,12 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("current", type=Path)
     cmp.add_argument("saved", type=Path)
     cmp.add_argument("--tolerance", type=float, default=0.10)
+    data = sub.add_parser("input-data", help="write a workload's real inputs for perf_analyzer")
+    data.add_argument("--workload", required=True, choices=["light", "heavy", "detection",
+                                                            "embeddings"])
+    data.add_argument("--count", type=int, default=64)
+    data.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "compare":
             return _compare(args.current, args.saved, args.tolerance)
+        if args.command == "input-data":
+            return _input_data(args)
         return _run(args)
     except (BenchmarkError, ToolkitError, ClientError) as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tritonkit.errors import PerfAnalyzerError as _LibraryPerfAnalyzerError
+
 
 class BenchmarkError(Exception):
     """Root of every error raised by the benchmark harness."""
@@ -18,5 +20,6 @@ class ScenarioError(BenchmarkError):
         super().__init__(f"{where}: {problem}")
 
 
-class PerfAnalyzerError(BenchmarkError):
-    """perf_analyzer is missing, failed, or wrote output that cannot be parsed."""
+# perf_analyzer's errors come from the library's driver (tritonkit.tuning); the harness
+# raises the same type for its own perf_analyzer failures.
+PerfAnalyzerError = _LibraryPerfAnalyzerError

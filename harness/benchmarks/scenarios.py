@@ -23,6 +23,7 @@ from tritonkit_client import Protocol
 from harness.benchmarks.errors import ScenarioError
 from harness.benchmarks.workloads import PIPELINES, WorkloadName
 from tritonkit.spec import NAME_PATTERN
+from tritonkit.tuning import LoadMode
 
 SCENARIOS_VERSION = 1
 MIN_TRIALS = 3  # perf_analyzer judges stability over the last 3 measurement windows
@@ -37,11 +38,6 @@ class SharedMemory(str, Enum):
 class MeasurementMode(str, Enum):
     TIME_WINDOWS = "time_windows"  # each window lasts measurement_interval_ms
     COUNT_WINDOWS = "count_windows"  # each window holds >= measurement_request_count requests
-
-
-class LoadMode(str, Enum):
-    CONCURRENCY = "concurrency"
-    REQUEST_RATE = "request_rate"
 
 
 @dataclass(frozen=True, kw_only=True)

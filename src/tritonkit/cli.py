@@ -1,17 +1,22 @@
-"""`tritonkit {build,lint,serve,build-backend}`: parses arguments and calls the library."""
+"""`tritonkit {build,lint,serve,build-backend,tune}`: parses arguments and calls the library."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tritonkit.build.build_stamp import BuildStamp, default_cache_dir
 from tritonkit.build.targets import resolve_target
-from tritonkit.errors import SpecError, ToolkitError
+from tritonkit.errors import SpecError, ToolkitError, TuningError
 from tritonkit.spec import Target, load_overlay, load_spec
+
+if TYPE_CHECKING:
+    from tritonkit.tuning import TuningResult
 
 log = logging.getLogger("tritonkit")
 
@@ -134,6 +139,64 @@ def _build_backend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune_engine(args: argparse.Namespace) -> Callable[..., TuningResult]:
+    """`tune_pipeline`, or Model Analyzer on `--model` alone with the `--grid` values."""
+    from tritonkit.tuning import Knob, tune_model_with_model_analyzer, tune_pipeline  # noqa: PLC0415
+
+    if args.engine == "perf-analyzer":
+        if args.model or args.grid:
+            raise TuningError("--model and --grid are options of --engine model-analyzer")
+        return tune_pipeline
+    if not args.model:
+        raise TuningError("--engine model-analyzer profiles one model alone: give --model "
+                          "(a native model of the pipeline)")
+    grid: dict[Knob, tuple[int, ...]] = {}
+    for item in args.grid or ():
+        name, _, values = item.partition("=")
+        try:
+            grid[Knob(name)] = tuple(int(v) for v in values.split(","))
+        except ValueError as e:
+            raise TuningError(f"--grid {item!r}: expected KNOB=INT,INT,... with KNOB one of "
+                              f"{', '.join(k.value for k in Knob)}") from e
+    return functools.partial(tune_model_with_model_analyzer, model=args.model, grid=grid)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from tritonkit.tuning import (  # noqa: PLC0415
+        Knob,
+        SweepSettings,
+        TuningRequest,
+        input_data_from_files,
+        tune_and_write,
+    )
+
+    work = args.work_dir or args.report / "work"
+    input_data = args.input_data
+    if args.files:
+        patterns = dict(item.split("=", 1) for item in args.files)
+        input_data = input_data_from_files(patterns, work / "input_data.json")
+    if input_data is None:
+        raise TuningError("give the pipeline's real inputs: --input-data FILE.json "
+                          "(perf_analyzer's format) or --files INPUT=GLOB")
+    base = load_overlay(args.overlay) if args.overlay.is_file() else None
+    request = TuningRequest(
+        spec_path=args.spec, pipeline=args.pipeline, input_data=input_data,
+        budget_p99_ms=args.budget_p99_ms, work_dir=work, base_overlay=base,
+        concurrencies=tuple(int(c) for c in args.concurrency.split(",")),
+        min_gain=args.min_gain,
+        knobs=frozenset(Knob(k) for k in args.knobs.split(",")) if args.knobs else frozenset(Knob),
+        sweep=SweepSettings(measurement_interval_ms=args.interval_ms))
+    result, report = tune_and_write(
+        request, overlay_path=args.overlay, report_dir=args.report, tune=_tune_engine(args),
+        on_trial=lambda t: print(f"  trial {t.number:>2}: {t.describe():<52} "
+                                 f"{t.score.throughput:7.0f} infer/s at c={t.score.concurrency:<3}"
+                                 f" p99 {t.score.p99_ms:6.1f} ms", flush=True))
+    chosen = result.search.chosen
+    print(f"chose trial {chosen.number}: {chosen.score.throughput:.0f} infer/s, p99 "
+          f"{chosen.score.p99_ms:.1f} ms; overlay {args.overlay}, report {report}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tritonkit", description=__doc__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
@@ -186,6 +249,39 @@ def parser() -> argparse.ArgumentParser:
                          help="default: ~/.cache/tritonkit/onnxruntime-backend")
     backend.add_argument("--jobs", type=int, default=None, help="parallel compile jobs")
     backend.set_defaults(run=_build_backend)
+
+    tune = sub.add_parser("tune", help="measure a pipeline's serving settings on the local "
+                          "Triton under a p99 budget and write them as a spec overlay")
+    tune.add_argument("--spec", type=Path, default=Path("models.yaml"))
+    tune.add_argument("--pipeline", required=True)
+    tune.add_argument("--input-data", type=Path, default=None, metavar="FILE.json",
+                      help="the pipeline's real inputs in perf_analyzer's --input-data format")
+    tune.add_argument("--files", action="append", default=None, metavar="INPUT=GLOB",
+                      help="one BYTES row per file for INPUT (for example IMAGE='imgs/*.png')")
+    tune.add_argument("--budget-p99-ms", type=float, required=True)
+    tune.add_argument("--overlay", type=Path, default=Path("tuning/local.yaml"),
+                      help="start from it when it exists, and write the result to it")
+    tune.add_argument("--report", type=Path, required=True, metavar="DIR")
+    tune.add_argument("--concurrency", default="1,2,4,8,16", metavar="LIST")
+    tune.add_argument("--interval-ms", type=int, default=1500,
+                      help="perf_analyzer's measurement window")
+    tune.add_argument("--min-gain", type=float, default=0.05,
+                      help="keep a change only when it beats the incumbent by this fraction")
+    tune.add_argument("--knobs", default=None, metavar="LIST",
+                      help="search only these: instance_count, intra_op_threads, "
+                           "max_queue_delay_us, preferred_batch_sizes (default: all)")
+    tune.add_argument("--work-dir", type=Path, default=None)
+    tune.add_argument("--engine", choices=["perf-analyzer", "model-analyzer"],
+                      default="perf-analyzer",
+                      help="perf-analyzer: the pipeline end to end, one knob at a time; "
+                           "model-analyzer: NVIDIA Model Analyzer's grid over --model alone "
+                           "(its own virtualenv: `make model-analyzer`)")
+    tune.add_argument("--model", default=None,
+                      help="model-analyzer engine: the native model of the pipeline to profile")
+    tune.add_argument("--grid", action="append", default=None, metavar="KNOB=LIST",
+                      help="model-analyzer engine: the values to try for one knob (repeatable; "
+                           "e.g. instance_count=1,2); the others: the default engine's choices")
+    tune.set_defaults(run=_tune)
     return p
 
 

@@ -60,3 +60,11 @@ class NativeBuildError(ToolkitError):
 
 class TensorRTApiError(ToolkitError):
     """A TensorRT API surface is not held, or NVIDIA's sources for one could not be read."""
+
+
+class TuningError(ToolkitError):
+    """`tritonkit tune` cannot run or measure: missing inputs, a model that fails to load."""
+
+
+class PerfAnalyzerError(TuningError):
+    """perf_analyzer is missing, failed, or wrote output that cannot be parsed."""

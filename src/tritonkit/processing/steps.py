@@ -121,6 +121,19 @@ def preprocess_images(inputs: Mapping[str, np.ndarray], context: StepContext) ->
     return StepResult(outputs={PIXELS: pixels}, errors=errors)
 
 
+SIZES = "SIZES"
+
+
+def byte_sizes(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """IMAGE (BYTES [B, 1]) -> SIZES (INT64 [B, 1]): each element's length in bytes.
+
+    The cheapest real step: served alone, it measures what one Python-backend hop costs.
+    """
+    rows = _image_rows(require_input(inputs, IMAGE))
+    sizes = np.fromiter((len(row) for row in rows), dtype=np.int64, count=len(rows))
+    return StepResult(outputs={SIZES: sizes.reshape(-1, 1)})
+
+
 def classify_top_k(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
     """LOGITS (float [B, classes]) -> LABELS (bytes), SCORES (softmax), CLASS_INDICES; [B, k].
 

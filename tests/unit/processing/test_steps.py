@@ -130,3 +130,13 @@ def test_classify_top_k_non_finite_rows_are_row_errors() -> None:
 def test_classify_top_k_refuses_bad_input(logits: np.ndarray, params: dict, match: str) -> None:
     with pytest.raises(StepInputError, match=match):
         steps.classify_top_k({"LOGITS": logits}, StepContext(parameters=params))
+
+
+def test_byte_sizes_counts_each_element() -> None:
+    from tritonkit.processing.step_api import StepContext
+    from tritonkit.processing.steps import byte_sizes
+
+    blobs = np.array([[b"abc"], [b""], [b"\x00" * 7]], dtype=object)
+    result = byte_sizes({"IMAGE": blobs}, StepContext(parameters={}, labels=()))
+    assert result.outputs["SIZES"].tolist() == [[3], [0], [7]]
+    assert result.outputs["SIZES"].dtype == np.int64 and not result.errors

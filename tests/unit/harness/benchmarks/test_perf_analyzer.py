@@ -23,26 +23,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.benchmarks.errors import BenchmarkError, PerfAnalyzerError
+from harness.benchmarks.errors import PerfAnalyzerError
 from harness.benchmarks.perf_analyzer import (
-    PerfAnalyzer,
     StepInputs,
     build_points,
     composing_stats,
     divergence,
-    find_perf_analyzer,
     host_port,
-    input_data_document,
-    input_rows_document,
-    parse_csv,
     parse_report,
     perf_command,
     run_perf_analyzer,
-    write_input_data,
-    write_input_rows,
 )
 from harness.benchmarks.scenarios import (
-    LoadMode,
     LoadRange,
     MeasurementMode,
     PerfScenario,
@@ -50,6 +42,17 @@ from harness.benchmarks.scenarios import (
     SharedMemory,
 )
 from harness.benchmarks.workloads import WorkloadName, load_workload
+from tritonkit.errors import ToolkitError
+from tritonkit.tuning import (
+    LoadMode,
+    PerfAnalyzer,
+    find_perf_analyzer,
+    input_data_document,
+    input_rows_document,
+    parse_csv,
+    write_input_data,
+    write_input_rows,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -299,7 +302,7 @@ def test_a_failing_run_raises_with_the_tail_of_its_output(tmp_path: Path) -> Non
     message = str(caught.value)
     assert "exited with 99" in message and "failed to get model metadata" in message
     assert f"-u 127.0.0.1:{port}" in message
-    assert isinstance(caught.value, BenchmarkError)
+    assert isinstance(caught.value, ToolkitError)  # the library's driver type: the CLI catches it
     written = json.loads((tmp_path / "out.input.json").read_text())
     assert len(written["data"]) == 4  # the real images it was going to send
 
