@@ -6,10 +6,8 @@ p99 budget and returns the choice as a `SpecOverlay`; `write_tuning_report` show
 Analyzer (a manual brute grid; `tritonkit tune --engine model-analyzer`).
 """
 
-from tritonkit.tuning.model_analyzer import (
-    find_model_analyzer,
-    tune_model_with_model_analyzer,
-)
+from tritonkit.tuning.model_analyzer import tune_model_with_model_analyzer
+from tritonkit.tuning.model_analyzer_setup import find_model_analyzer
 from tritonkit.tuning.perf_analyzer import (
     B64_LIBRARY,
     BINARY_NAME,

@@ -1,33 +1,9 @@
-"""`tritonkit tune --engine model-analyzer`: Triton Model Analyzer's brute search of ONE model.
+"""`tritonkit tune --engine model-analyzer`: profile ONE model with Triton Model Analyzer.
 
-The default engine (`tune_pipeline`) searches a whole pipeline one knob at a time, measured
-end to end. This engine hands one native (ONNX Runtime) model of the pipeline to NVIDIA's
-Model Analyzer (`model-analyzer profile`, local launch mode, our own tritonserver and
-perf_analyzer), which measures every combination of a manual grid alone (no ensemble) and
-the spec's own config (`<model>_config_default`, the start). Its results come back as the
-project's `Trial`s and `SweepPoint`s, scored with `score()` under the same p99 budget, so
-`write_tuning_report` and `tune_and_write` work unchanged.
-
-Model Analyzer lives in a virtualenv of its own (it needs numpy 2 and protobuf 6; ours stays
-on numpy < 2): `make model-analyzer` installs it into `.venv-model-analyzer/`, and
-`find_model_analyzer()` takes `$TRITONKIT_MODEL_ANALYZER`, else `model-analyzer` on PATH.
-
-Ensembles are not profiled: Model Analyzer forces its quick (hill-climbing) search on them,
-and the pipeline end to end is what the default engine measures. Model Analyzer restarts the
-server for every config (~4 s each on 2 cores) and retries an unstable level with a longer
-window (`MAX_AUTO_ADJUSTS` times), then ends that config's sweep.
-
-What it measures differs from the default engine in three ways, by Model Analyzer's design:
-the model alone (its inputs are the spec's warmup samples, else random data), every grid
-combination (a full product, not one knob at a time), and no p50 (Model Analyzer reports
-avg/p90/p95/p99; `SweepPoint.p50_ms` is NaN). Preferred batch sizes are left at the spec's
-value: with them in the config, Model Analyzer's automatic search refuses to vary the batch
-size, and a manual grid over lists of sizes is rarely worth its cost on a CPU.
-
-Process hygiene: Model Analyzer starts tritonserver and perf_analyzer in sessions of their
-own, so stopping its process group is not enough. Every process it starts inherits a marker
-in its environment; when the run ends (or times out, or is interrupted) Model Analyzer's group
-is stopped and any tritonserver or perf_analyzer still carrying the marker is killed.
+Runs `model-analyzer profile` (prepared by `model_analyzer_setup`) and stops everything it
+started, reads its CSV and generated configs back as the project's `Trial`s, and chooses
+under the p99 budget with `score()`, so `write_tuning_report` and `tune_and_write` work
+unchanged. `tune_model_with_model_analyzer` is the entry point.
 """
 
 from __future__ import annotations
@@ -37,7 +13,6 @@ import io
 import logging
 import math
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -48,15 +23,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
-from tritonclient.grpc import model_config_pb2
 
-from tritonkit.errors import NativeBuildError, ServerError, TuningError
+from tritonkit.errors import ServerError, TuningError
 from tritonkit.repository.config_io import read_config
 from tritonkit.runtime.parameters import ORT_INTRA_OP_THREADS
 from tritonkit.spec import BuildSpec, ModelSpec, Target, load_spec
-from tritonkit.tuning.perf_analyzer import PerfAnalyzer, SweepPoint, find_perf_analyzer
+from tritonkit.tuning.model_analyzer_setup import (
+    CSV_NAME,
+    EXECUTABLE,
+    GRID_KNOBS,
+    MAX_AUTO_ADJUSTS,
+    AnalyzerSetup,
+    analyzer_config,
+    find_model_analyzer,
+    grid_size,
+    model_config_parameters,
+    model_grid,
+    model_input_data,
+    model_kind,
+    write_perf_analyzer_wrapper,
+    write_server_wrapper,
+)
+from tritonkit.tuning.perf_analyzer import SweepPoint, find_perf_analyzer
 from tritonkit.tuning.search import (
     Knob,
     KnobValue,
@@ -77,179 +66,10 @@ from tritonkit.tuning.session import (
 
 log = logging.getLogger(__name__)
 
-ENV_VAR = "TRITONKIT_MODEL_ANALYZER"
-EXECUTABLE = "model-analyzer"
-VERSION = "1.58.0"  # tuning/model-analyzer-requirements.txt pins the same
-INSTALL_HINT = (
-    f"install it with `make model-analyzer` (triton-model-analyzer=={VERSION} in "
-    ".venv-model-analyzer/, a virtualenv of its own: it needs numpy 2 and protobuf 6) and "
-    f"set {ENV_VAR} to its bin/{EXECUTABLE} (the Makefile exports it), or put "
-    f"`{EXECUTABLE}` on PATH")
 MARKER_VAR = "TRITONKIT_MODEL_ANALYZER_RUN"  # in the environment of everything it starts
-GRID_KNOBS = (Knob.INSTANCE_COUNT, Knob.INTRA_OP_THREADS, Knob.MAX_QUEUE_DELAY_US)
 PREFERRED_REASON = "left at the spec's value by the Model Analyzer engine"
-# perf_analyzer's windows as the default engine's, judged less strictly: Model Analyzer judges
-# stability on the average latency (no --percentile), which a single batcher stall on a loaded
-# 2-core machine moves by more than 25 % (measured: it never stabilized at 25).
-STABILITY_PERCENTAGE = 50.0
-MAX_AUTO_ADJUSTS = 2  # Model Analyzer's retries with a longer window after an unstable level
-INPUT_ROWS = 256  # rows of warmup samples given to perf_analyzer
-CSV_NAME = "metrics-model-inference.csv"
 _DEFAULT_VARIANT = "_config_default"
 _STOP_TIMEOUT_S = 10.0
-
-
-# --------------------------------------------------------------------------- finding it
-
-
-def find_model_analyzer() -> Path:
-    """`$TRITONKIT_MODEL_ANALYZER`, else `model-analyzer` on PATH; TuningError otherwise."""
-    configured = os.environ.get(ENV_VAR)
-    if configured:
-        path = Path(configured).expanduser()
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        raise TuningError(f"{ENV_VAR}={configured} is not an executable file: {INSTALL_HINT}")
-    on_path = shutil.which(EXECUTABLE)
-    if on_path:
-        return Path(on_path)
-    raise TuningError(f"Model Analyzer not found ({ENV_VAR} is unset and no `{EXECUTABLE}` "
-                      f"is on PATH): {INSTALL_HINT}")
-
-
-# --------------------------------------------------------------------------- the grid
-
-
-def _ints(knob: Knob, values: Sequence[KnobValue]) -> tuple[int, ...]:
-    ints = tuple(dict.fromkeys(v for v in values if isinstance(v, int)))
-    if len(ints) != len(set(values)):
-        raise TuningError(f"{knob.value}: expected whole numbers, got {list(values)}")
-    return ints
-
-
-def model_grid(space: ModelSpace,
-               grid: Mapping[Knob, Sequence[int]] | None = None) -> dict[Knob, tuple[int, ...]]:
-    """The values Model Analyzer tries per knob: `space.choices` of the grid knobs, with the
-    entries of `grid` replacing them (for a smaller search)."""
-    values = {k: _ints(k, space.choices[k]) for k in GRID_KNOBS if k in space.choices}
-    for name, chosen in (grid or {}).items():
-        knob = Knob(name)
-        if knob not in GRID_KNOBS:
-            raise TuningError(f"the Model Analyzer engine searches "
-                              f"{', '.join(k.value for k in GRID_KNOBS)}; not {knob.value}")
-        if knob not in values:
-            why = space.fixed.get(knob, "the model has no such setting")
-            raise TuningError(f"{space.model}: {knob.value} is not searched ({why})")
-        ints = _ints(knob, chosen)
-        lowest = 0 if knob is Knob.MAX_QUEUE_DELAY_US else 1
-        if not ints or min(ints) < lowest:
-            raise TuningError(f"{space.model}.{knob.value}: values must be >= {lowest}, "
-                              f"got {list(chosen)}")
-        values[knob] = ints
-    return values
-
-
-def grid_size(values: Mapping[Knob, Sequence[int]]) -> int:
-    return math.prod(len(v) for v in values.values())
-
-
-def model_config_parameters(values: Mapping[Knob, Sequence[int]], *,
-                            instance_kind: str) -> dict[str, Any]:
-    """Model Analyzer's `model_config_parameters` (manual search) for the grid: a list of
-    values is swept; nested keys are merged into the model's own config."""
-    params: dict[str, Any] = {}
-    if Knob.INSTANCE_COUNT in values:
-        params["instance_group"] = [{"kind": instance_kind,
-                                     "count": list(values[Knob.INSTANCE_COUNT])}]
-    if Knob.MAX_QUEUE_DELAY_US in values:
-        params["dynamic_batching"] = {
-            "max_queue_delay_microseconds": list(values[Knob.MAX_QUEUE_DELAY_US])}
-    if Knob.INTRA_OP_THREADS in values:
-        params["parameters"] = {ORT_INTRA_OP_THREADS: {
-            "string_value": [str(v) for v in values[Knob.INTRA_OP_THREADS]]}}
-    return params
-
-
-@dataclass(frozen=True, kw_only=True)
-class AnalyzerSetup:
-    """Where one Model Analyzer run reads and writes, and how it measures."""
-
-    repository: Path  # the built repository (Model Analyzer's model_repository)
-    work_dir: Path  # config, wrappers, logs, output repository and export
-    server_wrapper: Path
-    perf_analyzer_wrapper: Path
-    backend_dir: Path
-    ports: tuple[int, int, int]  # http, grpc, metrics
-    concurrencies: tuple[int, ...]
-    measurement_interval_ms: int
-    max_trials: int
-    input_data: Path | None  # perf_analyzer --input-data; None: random data
-    stability_percentage: float = STABILITY_PERCENTAGE
-    max_auto_adjusts: int = MAX_AUTO_ADJUSTS
-    perf_analyzer_timeout_s: int = 300
-
-    @property
-    def output_repository(self) -> Path:
-        return self.work_dir / "output_repository"
-
-    @property
-    def export_path(self) -> Path:
-        return self.work_dir / "export"
-
-    @property
-    def results_csv(self) -> Path:
-        return self.export_path / "results" / CSV_NAME
-
-
-def analyzer_config(setup: AnalyzerSetup, model: str,
-                    parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The `model-analyzer profile -f` YAML document of a manual brute search of `model`."""
-    http, grpc, metrics = setup.ports
-    perf_flags: dict[str, Any] = {
-        "measurement-mode": "time_windows",
-        "measurement-interval": setup.measurement_interval_ms,
-        "stability-percentage": setup.stability_percentage,
-        "max-trials": setup.max_trials,
-    }
-    if setup.input_data is not None:
-        perf_flags["input-data"] = str(setup.input_data)
-    return {
-        "model_repository": str(setup.repository),
-        "output_model_repository_path": str(setup.output_repository),
-        "override_output_model_repository": True,
-        "export_path": str(setup.export_path),
-        "checkpoint_directory": str(setup.export_path / "checkpoints"),
-        "triton_launch_mode": "local",
-        "triton_server_path": str(setup.server_wrapper),
-        "perf_analyzer_path": str(setup.perf_analyzer_wrapper),
-        "triton_output_path": str(setup.work_dir / "tritonserver.log"),
-        "perf_output": True,
-        "perf_output_path": str(setup.work_dir / "perf_analyzer.log"),
-        "triton_http_endpoint": f"127.0.0.1:{http}",
-        "triton_grpc_endpoint": f"127.0.0.1:{grpc}",
-        "triton_metrics_url": f"http://127.0.0.1:{metrics}/metrics",
-        "triton_server_flags": {
-            "backend_directory": str(setup.backend_dir),
-            "http_address": "127.0.0.1", "http_port": http,
-            "grpc_address": "127.0.0.1", "grpc_port": grpc,
-            "metrics_address": "127.0.0.1", "metrics_port": metrics,
-        },
-        "client_protocol": "grpc",
-        "perf_analyzer_flags": perf_flags,
-        "perf_analyzer_max_auto_adjusts": setup.max_auto_adjusts,
-        "perf_analyzer_timeout": setup.perf_analyzer_timeout_s,
-        "run_config_search_mode": "brute",
-        "run_config_search_disable": True,  # manual: exactly the grid (and the default)
-        "collect_cpu_metrics": False,  # its sampling costs CPU the model needs (2 cores)
-        "skip_detailed_reports": True,  # the summary writes the CSV; the details re-measure
-        "profile_models": {
-            model: {
-                "cpu_only": True,
-                "parameters": {"concurrency": list(setup.concurrencies), "batch_sizes": [1]},
-                "model_config_parameters": dict(parameters),
-            },
-        },
-    }
 
 
 # --------------------------------------------------------------------------- the results
@@ -399,69 +219,6 @@ def trials_from_results(points: Mapping[str, Sequence[SweepPoint]], output_repos
 # --------------------------------------------------------------------------- running it
 
 
-def _write_wrapper(path: Path, binary: Path, env: Mapping[str, str], comment: str) -> Path:
-    lines = ["#!/bin/bash", f"# written by tritonkit: {comment}"]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-    lines.append(f'exec {shlex.quote(str(binary))} "$@"')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    path.chmod(0o755)
-    return path
-
-
-def _server_wrapper(work: Path) -> tuple[Path, Path, set[Path]]:
-    """The tritonserver wrapper (the environment `LocalTriton` gives the server), the backend
-    directory, and the executables a run may leave behind."""
-    from tritonkit.server.local_triton import (  # noqa: PLC0415 - the serve extra
-        InstallationKind,
-        find_tritonserver,
-        prepare_backend_dir,
-    )
-    from tritonkit.server.onnxruntime_backend import (  # noqa: PLC0415
-        onnxruntime_backend_library,
-    )
-    from tritonkit.server.server_environment import server_environment  # noqa: PLC0415
-
-    installation = find_tritonserver()
-    backend = None
-    if installation.kind is InstallationKind.WHEEL:
-        try:
-            backend = onnxruntime_backend_library()
-        except NativeBuildError as e:
-            raise TuningError(f"Triton's ONNX Runtime backend is not available for the local "
-                              f"server: {e}") from e
-    backend_dir = prepare_backend_dir(installation, work / "backends",
-                                      onnxruntime_backend=backend)
-    env = server_environment(installation, "model-analyzer", None)
-    wrapper = _write_wrapper(
-        work / "bin" / "tritonserver", installation.server,
-        {k: env[k] for k in ("LD_LIBRARY_PATH", "PATH") if k in env},
-        "the environment tritonkit's LocalTriton gives this tritonserver")
-    return wrapper, backend_dir, {installation.server.resolve(),
-                                  installation.python_stub.resolve()}
-
-
-def _perf_analyzer_wrapper(work: Path, analyzer: PerfAnalyzer) -> Path:
-    env = analyzer.environment({})
-    return _write_wrapper(work / "bin" / "perf_analyzer", analyzer.binary,
-                          {k: env[k] for k in ("LD_LIBRARY_PATH",) if k in env},
-                          "perf_analyzer with the libraries tritonkit finds for it")
-
-
-def model_input_data(model: ModelSpec, path: Path, *, rows: int = INPUT_ROWS) -> Path | None:
-    """perf_analyzer input data for `model` alone, from the spec's warmup samples (.npz keyed
-    by input name); None (perf_analyzer's random data) when the spec has none."""
-    from tritonkit.tuning.perf_analyzer import write_input_data  # noqa: PLC0415
-
-    if model.warmup is None:
-        log.warning("%s has no warmup samples in the spec: perf_analyzer sends random data",
-                    model.name)
-        return None
-    with np.load(model.warmup.samples, allow_pickle=False) as samples:
-        columns = {name: np.asarray(samples[name])[:rows] for name in samples.files}
-    return write_input_data(columns, path)
-
-
 def _kill_marked(executables: set[Path], marker: str) -> list[int]:
     """SIGKILL every live process of `executables` whose environment carries `marker`."""
     from tritonkit.server.process_tree import find_processes  # noqa: PLC0415
@@ -504,7 +261,12 @@ def run_model_analyzer(executable: Path, config: Mapping[str, Any], work: Path, 
                        leftovers: set[Path], timeout_s: float) -> Path:
     """Run `model-analyzer profile -f <work>/config.yaml` in its own session and wait; stop
     it and everything it started (found by the environment marker) on exit or timeout.
-    Returns the log path."""
+    Returns the log path.
+
+    Model Analyzer starts tritonserver and perf_analyzer in sessions of their own, so
+    stopping its process group is not enough: every process it starts inherits `MARKER_VAR`
+    in its environment, and when the run ends (or times out, or is interrupted) Model
+    Analyzer's group is stopped and any of `leftovers` still carrying the marker is killed."""
     from tritonkit.server.process_tree import spawn_group_leader, stop_group  # noqa: PLC0415
 
     config_path = work / "config.yaml"
@@ -575,7 +337,19 @@ def tune_model_with_model_analyzer(
     grid: Mapping[Knob, Sequence[int]] | None = None,
     timeout_s: float | None = None,
 ) -> TuningResult:
-    """Profile `model` of `request.pipeline` alone with Model Analyzer (see module doc).
+    """Profile `model` of `request.pipeline` alone with Model Analyzer.
+
+    Unlike the default engine (`tune_pipeline`: the whole pipeline, one knob at a time, end
+    to end), Model Analyzer (`model-analyzer profile`, local launch mode, our own
+    tritonserver and perf_analyzer) measures one native (ONNX Runtime) model alone, with
+    the spec's warmup samples as inputs (else random data), on every combination of a
+    manual grid (a full product) and the spec's own config (`<model>_config_default`, the
+    start). It reports no p50 (avg/p90/p95/p99): `SweepPoint.p50_ms` is NaN. Ensembles are
+    not profiled (Model Analyzer forces its quick search on them). Preferred batch sizes
+    stay at the spec's value: with them in the config, Model Analyzer refuses to vary the
+    batch size. It restarts the server for every config (~4 s each on 2 cores) and retries
+    an unstable level with a longer window (`MAX_AUTO_ADJUSTS` times), then ends that
+    config's sweep.
 
     The grid is the model's `search_space` (instance count, ONNX Runtime threads, queue
     delay) restricted to `request.knobs`, each knob's values replaced by `grid[knob]` when
@@ -614,14 +388,14 @@ def tune_model_with_model_analyzer(
     for stale in ("export", "output_repository"):  # no checkpoint of an earlier run is resumed
         shutil.rmtree(ma_dir / stale, ignore_errors=True)
     ma_dir.mkdir(parents=True, exist_ok=True)
-    server_wrapper, backend_dir, leftovers = _server_wrapper(ma_dir)
+    server_wrapper, backend_dir, leftovers = write_server_wrapper(ma_dir)
     from tritonkit.server import pick_free_ports  # noqa: PLC0415
 
     http, grpc, metrics = pick_free_ports(3)
     setup = AnalyzerSetup(
         repository=repository.resolve(), work_dir=ma_dir.resolve(),
         server_wrapper=server_wrapper.resolve(),
-        perf_analyzer_wrapper=_perf_analyzer_wrapper(ma_dir, analyzer).resolve(),
+        perf_analyzer_wrapper=write_perf_analyzer_wrapper(ma_dir, analyzer).resolve(),
         backend_dir=backend_dir.resolve(), ports=(http, grpc, metrics),
         concurrencies=request.concurrencies,
         measurement_interval_ms=request.sweep.measurement_interval_ms,
@@ -667,10 +441,3 @@ def tune_model_with_model_analyzer(
     return TuningResult(pipeline=f"{request.pipeline}/{model}",
                         budget_p99_ms=request.budget_p99_ms, spaces=(tuned_space,),
                         search=result, overlay=overlay)
-
-
-def model_kind(config: model_config_pb2.ModelConfig) -> str:
-    """The instance kind of a built config's first instance group (KIND_CPU when none)."""
-    if config.instance_group:
-        return str(model_config_pb2.ModelInstanceGroup.Kind.Name(config.instance_group[0].kind))
-    return "KIND_CPU"

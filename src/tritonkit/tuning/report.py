@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,9 +74,10 @@ def _write_trials_csv(result: TuningResult, path: Path) -> None:
                          "p99_ms"])
         for t in result.search.trials:
             for p in t.points:
+                # Model Analyzer reports no p50 (NaN): an empty cell, not `nan`
+                p50 = "" if math.isnan(p.p50_ms) else round(p.p50_ms, 3)
                 writer.writerow([t.number, t.describe(), t.kept, p.concurrency,
-                                 round(p.throughput, 1), round(p.p50_ms, 3),
-                                 round(p.p99_ms, 3)])
+                                 round(p.throughput, 1), p50, round(p.p99_ms, 3)])
 
 
 def _confirmation_lines(confirmation: Sequence[Trial]) -> list[str]:

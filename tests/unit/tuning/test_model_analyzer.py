@@ -7,6 +7,7 @@ measured twice (config_0 at concurrency 4), which Model Analyzer re-measured for
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from tritonkit.tuning import (
     write_tuning_report,
 )
 from tritonkit.tuning import model_analyzer as ma
+from tritonkit.tuning import model_analyzer_setup as mas
 
 DATA = Path(__file__).parent / "data"
 EXAMPLE_SPEC = Path(__file__).parents[3] / "models.yaml"
@@ -74,12 +76,12 @@ def write_variant(repository: Path, variant: str, *, count: int, delay: int = 20
 
 def test_grid_comes_from_the_project_space_and_overrides_replace_a_knob() -> None:
     spaces = {s.model: s for s in search_space(load_spec(EXAMPLE_SPEC), "digits", cores=2)}
-    values = ma.model_grid(spaces[MODEL])
+    values = mas.model_grid(spaces[MODEL])
     assert values == {Knob.INSTANCE_COUNT: (1, 2, 3), Knob.INTRA_OP_THREADS: (1, 2),
                       Knob.MAX_QUEUE_DELAY_US: (0, 100, 500, 2000)}
-    assert ma.grid_size(values) == 24
-    small = ma.model_grid(spaces[MODEL], {Knob.INSTANCE_COUNT: [2, 1, 2],
-                                          Knob.MAX_QUEUE_DELAY_US: [0]})
+    assert mas.grid_size(values) == 24
+    small = mas.model_grid(spaces[MODEL], {Knob.INSTANCE_COUNT: [2, 1, 2],
+                                           Knob.MAX_QUEUE_DELAY_US: [0]})
     assert small == {Knob.INSTANCE_COUNT: (2, 1), Knob.INTRA_OP_THREADS: (1, 2),
                      Knob.MAX_QUEUE_DELAY_US: (0,)}
 
@@ -92,7 +94,7 @@ def test_grid_comes_from_the_project_space_and_overrides_replace_a_knob() -> Non
 ])
 def test_grid_overrides_are_checked(grid: dict[Knob, list[int]], message: str) -> None:
     with pytest.raises(TuningError, match=message):
-        ma.model_grid(SPACE, grid)
+        mas.model_grid(SPACE, grid)
 
 
 def test_a_knob_the_space_does_not_search_cannot_be_gridded() -> None:
@@ -100,11 +102,11 @@ def test_a_knob_the_space_does_not_search_cannot_be_gridded() -> None:
                        choices={Knob.INSTANCE_COUNT: (1, 2)},
                        fixed={Knob.MAX_QUEUE_DELAY_US: "the spec turns dynamic batching off"})
     with pytest.raises(TuningError, match="dynamic batching off"):
-        ma.model_grid(space, {Knob.MAX_QUEUE_DELAY_US: [0]})
+        mas.model_grid(space, {Knob.MAX_QUEUE_DELAY_US: [0]})
 
 
-def setup_for(tmp_path: Path, input_data: Path | None) -> ma.AnalyzerSetup:
-    return ma.AnalyzerSetup(
+def setup_for(tmp_path: Path, input_data: Path | None) -> mas.AnalyzerSetup:
+    return mas.AnalyzerSetup(
         repository=tmp_path / "repository", work_dir=tmp_path / "ma",
         server_wrapper=tmp_path / "ma/bin/tritonserver",
         perf_analyzer_wrapper=tmp_path / "ma/bin/perf_analyzer",
@@ -114,10 +116,10 @@ def setup_for(tmp_path: Path, input_data: Path | None) -> ma.AnalyzerSetup:
 
 
 def test_yaml_is_a_manual_brute_search_of_one_model(tmp_path: Path) -> None:
-    values = ma.model_grid(SPACE, {Knob.INSTANCE_COUNT: [1, 2]})
-    params = ma.model_config_parameters(values, instance_kind="KIND_CPU")
+    values = mas.model_grid(SPACE, {Knob.INSTANCE_COUNT: [1, 2]})
+    params = mas.model_config_parameters(values, instance_kind="KIND_CPU")
     setup = setup_for(tmp_path, tmp_path / "input.json")
-    document = yaml.safe_load(yaml.safe_dump(ma.analyzer_config(setup, MODEL, params)))
+    document = yaml.safe_load(yaml.safe_dump(mas.analyzer_config(setup, MODEL, params)))
 
     assert document["run_config_search_mode"] == "brute"
     assert document["run_config_search_disable"] is True
@@ -152,7 +154,7 @@ def test_yaml_is_a_manual_brute_search_of_one_model(tmp_path: Path) -> None:
 
 
 def test_random_data_when_there_are_no_samples(tmp_path: Path) -> None:
-    document = ma.analyzer_config(setup_for(tmp_path, None), MODEL, {})
+    document = mas.analyzer_config(setup_for(tmp_path, None), MODEL, {})
     assert "input-data" not in document["perf_analyzer_flags"]
 
 
@@ -161,7 +163,7 @@ def test_model_inputs_come_from_the_warmup_samples(tmp_path: Path) -> None:
     model = next(m for m in spec.models if m.name == MODEL)
     if model.warmup is None or not model.warmup.samples.is_file():
         pytest.skip("the digits artifacts are not built (make models)")
-    path = ma.model_input_data(model, tmp_path / "input.json", rows=8)
+    path = mas.model_input_data(model, tmp_path / "input.json", rows=8)
     assert path is not None
     rows = json.loads(path.read_text())["data"]
     assert len(rows) == 8 and rows[0]["pixels"]["shape"] == [1, 8, 8]
@@ -303,6 +305,30 @@ def test_the_report_and_overlay_take_a_model_analyzer_result(tmp_path: Path) -> 
         "dynamic_batching": {"max_queue_delay_us": 200, "preferred_batch_sizes": [16, 64]}}
 
 
+def test_trials_csv_leaves_a_missing_p50_empty(tmp_path: Path) -> None:
+    """Model Analyzer reports no p50 (NaN): trials.csv shows an empty cell, not `nan`."""
+    write_variant(tmp_path / "out", f"{MODEL}_config_default", count=2)
+    write_variant(tmp_path / "out", f"{MODEL}_config_0", count=3)
+    points = {
+        f"{MODEL}_config_default": [SweepPoint(concurrency=1, throughput=1000.0,
+                                               p50_ms=math.nan, p99_ms=2.0)],
+        f"{MODEL}_config_0": [SweepPoint(concurrency=1, throughput=1100.0, p50_ms=1.23456,
+                                         p99_ms=2.5)],
+    }
+    search = ma.trials_from_results(points, tmp_path / "out", SPACE, budget_p99_ms=5,
+                                    min_gain=0.05)
+    overlay = overlay_for(search.chosen.settings, load_spec(EXAMPLE_SPEC),
+                          target=Target.LOCAL, base=None, source=tmp_path / "o.yaml")
+    result = TuningResult(pipeline=f"digits/{MODEL}", budget_p99_ms=5, spaces=(SPACE,),
+                          search=search, overlay=overlay)
+    write_tuning_report(result, tmp_path / "report")
+    with (tmp_path / "report" / "trials.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["trial"], r["p50_ms"], r["p99_ms"]) for r in rows] == [
+        ("0", "", "2.0"), ("1", "1.235", "2.5")]
+    assert "nan" not in (tmp_path / "report" / "trials.csv").read_text().lower()
+
+
 # --------------------------------------------------------------------------- finding and running
 
 
@@ -311,17 +337,17 @@ def test_find_model_analyzer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     tool.parent.mkdir()
     tool.write_text("#!/bin/sh\n")
     tool.chmod(0o755)
-    monkeypatch.setenv(ma.ENV_VAR, str(tool))
-    assert ma.find_model_analyzer() == tool
-    monkeypatch.setenv(ma.ENV_VAR, str(tmp_path / "missing"))
+    monkeypatch.setenv(mas.ENV_VAR, str(tool))
+    assert mas.find_model_analyzer() == tool
+    monkeypatch.setenv(mas.ENV_VAR, str(tmp_path / "missing"))
     with pytest.raises(TuningError, match="make model-analyzer"):
-        ma.find_model_analyzer()
-    monkeypatch.delenv(ma.ENV_VAR)
+        mas.find_model_analyzer()
+    monkeypatch.delenv(mas.ENV_VAR)
     monkeypatch.setenv("PATH", str(tool.parent))
-    assert ma.find_model_analyzer() == tool
+    assert mas.find_model_analyzer() == tool
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TuningError, match="make model-analyzer"):
-        ma.find_model_analyzer()
+        mas.find_model_analyzer()
 
 
 def alive(pid: int) -> bool:
