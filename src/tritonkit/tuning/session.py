@@ -48,6 +48,7 @@ from tritonkit.tuning.search import (
 log = logging.getLogger(__name__)
 
 QUEUE_DELAYS_US = (0, 100, 500, 2000)
+PREFERRED_SIZES = (2, 4, 8)  # each tried alone, besides none and the spec's own
 MAX_INSTANCES = 4
 GUARD_REASON = "the BYTES batch guard needs a queue delay of 0 (spec rule)"
 
@@ -124,8 +125,9 @@ def search_space(spec: BuildSpec, pipeline: str, *, cores: int) -> list[ModelSpa
             if isinstance(model, ModelSpec):
                 preferred = batching.preferred_batch_sizes
                 start[Knob.PREFERRED_BATCH_SIZES] = preferred
-                choices[Knob.PREFERRED_BATCH_SIZES] = ((), preferred) if preferred else (
-                    (), tuple(b for b in (4, 8, 16) if b <= serving.max_batch_size))
+                singles = tuple((b,) for b in PREFERRED_SIZES if b <= serving.max_batch_size)
+                choices[Knob.PREFERRED_BATCH_SIZES] = tuple(dict.fromkeys(
+                    ((), preferred, *singles)))
         spaces.append(ModelSpace(model=model.name, start=start, choices=choices, fixed=fixed))
     return spaces
 

@@ -89,6 +89,7 @@ def test_the_example_spaces_respect_the_spec_rules() -> None:
                            Knob.MAX_QUEUE_DELAY_US: 200, Knob.PREFERRED_BATCH_SIZES: (16, 64)}
     assert model.choices[Knob.INTRA_OP_THREADS] == (1, 2)
     assert model.choices[Knob.INSTANCE_COUNT] == (1, 2, 3)
+    assert model.choices[Knob.PREFERRED_BATCH_SIZES] == ((), (16, 64), (2,), (4,), (8,))
 
 
 def test_an_overlay_from_settings_builds_the_settings(tmp_path: Path) -> None:
