@@ -22,7 +22,7 @@ export TRITONKIT_BACKEND_SOURCES ?= $(abspath ../shared/third_party/triton-r24.1
 export TRITONKIT_ONNXRUNTIME_HEADERS ?= $(abspath ../shared/third_party/onnxruntime-1.19.0/include)
 endif
 
-.PHONY: help setup model-analyzer models demo repository wheels check-repository lint-repository bench bench-smoke \
+.PHONY: help setup model-analyzer models demo repository wheels check-repository lint-repository bench bench-smoke tune \
         test test-unit test-integration lint format clean scaleout check-deploy reliability
 
 help: ## list the targets
@@ -55,10 +55,23 @@ models: setup ## train and export the example models into artifacts/ (cached)
 	HF_HUB_OFFLINE=1 $(PY) -m examples.model_zoo text-encoder --out artifacts/text_encoder
 
 demo: models ## the main job: build, serve on a real local Triton, classify over HTTP and gRPC
-	$(PY) -m examples.demo --spec models.yaml --out build/model_repository
+	$(PY) -m examples.demo --spec models.yaml --out build/model_repository $(OVERLAY_FLAG)
+
+# Serving settings measured here by `make tune` (reviewed, committed); local builds use them.
+OVERLAY := tuning/local.yaml
+OVERLAY_FLAG = $(if $(wildcard $(OVERLAY)),--overlay $(OVERLAY))
 
 repository: models ## build the example repository for this machine (target auto) into build/
-	$(VENV)/bin/tritonkit build --spec models.yaml --target auto --out build/model_repository
+	$(VENV)/bin/tritonkit build --spec models.yaml --target auto --out build/model_repository $(OVERLAY_FLAG)
+
+tune: models ## measure the digits and resnet pipelines' serving settings -> tuning/local.yaml, tuning/report/
+	$(PY) -m harness.benchmarks input-data --workload light --out build/tune/light.json
+	$(PY) -m harness.benchmarks input-data --workload heavy --out build/tune/heavy.json
+	$(VENV)/bin/tritonkit tune --pipeline digits --input-data build/tune/light.json \
+	  --budget-p99-ms 10 --concurrency 1,2,4,8,16 --overlay $(OVERLAY) --report tuning/report/digits
+	$(VENV)/bin/tritonkit tune --pipeline resnet --input-data build/tune/heavy.json \
+	  --budget-p99-ms 250 --concurrency 1,2,4,8 --interval-ms 3000 --overlay $(OVERLAY) \
+	  --report tuning/report/resnet
 
 check-repository: models ## fail if model_repository/ differs from what models.yaml generates
 	$(VENV)/bin/tritonkit build --spec models.yaml --target tensorrt --out model_repository --check

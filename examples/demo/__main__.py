@@ -25,10 +25,10 @@ from examples.model_zoo import ModelZooError
 from examples.model_zoo.detector import build_detector
 from examples.model_zoo.digits import build_digits, encoded_split
 from examples.model_zoo.text_encoder import export_text_encoder
-from tritonkit.build import build_repository
+from tritonkit.build import build_repository, resolve_target
 from tritonkit.errors import ToolkitError
 from tritonkit.server import LocalTriton
-from tritonkit.spec import Target, load_spec
+from tritonkit.spec import Target, applicable_overlay, load_overlay, load_spec
 
 MIN_MAP50 = 0.8
 MIN_COSINE = 0.999
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", type=Path, default=Path("models.yaml"))
     parser.add_argument("--out", type=Path, default=Path("build/model_repository"))
     parser.add_argument("--target", choices=[t.value for t in Target], default="auto")
+    parser.add_argument("--overlay", type=Path, default=None,
+                        help="serving settings measured by `tritonkit tune` (tuning/local.yaml)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -100,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
             build_digits(artifacts / "digits")
             build_detector(artifacts / "detector")
             export_text_encoder(artifacts / "text_encoder")
-        spec = load_spec(args.spec)
+        overlay = applicable_overlay(load_overlay(args.overlay) if args.overlay else None,
+                                     requested=Target(args.target),
+                                     resolved=resolve_target(Target(args.target)))
+        spec = load_spec(args.spec, overlay=overlay)
         with console.status("building the model repository…") as status:
             built = build_repository(spec, target=Target(args.target), out=args.out,
                                      on_step=status.update)

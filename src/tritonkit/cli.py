@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from tritonkit.build.build_stamp import BuildStamp, default_cache_dir
 from tritonkit.build.targets import resolve_target
-from tritonkit.errors import SpecError, ToolkitError, TuningError
-from tritonkit.spec import Target, load_overlay, load_spec
+from tritonkit.errors import ToolkitError, TuningError
+from tritonkit.spec import Target, applicable_overlay, load_overlay, load_spec
 
 if TYPE_CHECKING:
     from tritonkit.tuning import TuningResult
@@ -46,11 +46,8 @@ def _target_release(args: argparse.Namespace) -> str | None:
 def _build(args: argparse.Namespace) -> int:
     release = _target_release(args)
     target = resolve_target(Target(args.target))
-    overlay = load_overlay(args.overlay) if args.overlay else None
-    if overlay is not None and overlay.target is not target:
-        raise SpecError(str(args.overlay), "target",
-                        f"the overlay was measured for target {overlay.target.value!r}; this "
-                        f"build is for {target.value!r} (leave --overlay out, or tune for it)")
+    overlay = applicable_overlay(load_overlay(args.overlay) if args.overlay else None,
+                                 requested=Target(args.target), resolved=target)
     spec = load_spec(args.spec, release=release, overlay=overlay)
     if not args.check:
         # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.

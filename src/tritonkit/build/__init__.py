@@ -7,6 +7,7 @@
 from tritonkit.build.builder import BuildResult, BuiltModel, build_repository
 from tritonkit.build.reference_runner import ReferencePipeline, ReferenceRunError
 from tritonkit.build.repository_check import check_repository
+from tritonkit.build.targets import resolve_target
 
 __all__ = ["BuildResult", "BuiltModel", "ReferencePipeline", "ReferenceRunError",
-           "build_repository", "check_repository"]
+           "build_repository", "check_repository", "resolve_target"]

@@ -1,7 +1,13 @@
 """The typed build spec (`models.yaml`), its loader `load_spec(path)`, and serving overlays."""
 
 from tritonkit.spec.loader import load_spec, parse_spec
-from tritonkit.spec.overlay import SpecOverlay, load_overlay, parse_overlay, render_overlay
+from tritonkit.spec.overlay import (
+    SpecOverlay,
+    applicable_overlay,
+    load_overlay,
+    parse_overlay,
+    render_overlay,
+)
 from tritonkit.spec.types import (
     ADAPTER_PARAMETERS,
     ASSET_NAME_PATTERN,
@@ -74,6 +80,7 @@ __all__ = [
     "TensorSpec",
     "VersionPolicy",
     "Warmup",
+    "applicable_overlay",
     "has_bytes",
     "load_overlay",
     "load_spec",

@@ -10,6 +10,7 @@ overlay measured for another.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import yaml
 
 from tritonkit.errors import SpecError
 from tritonkit.spec.types import Target
+
+log = logging.getLogger(__name__)
 
 OVERLAY_VERSION = 1
 MODEL_KEYS = frozenset({"instance_group", "dynamic_batching", "onnxruntime"})
@@ -77,6 +80,21 @@ def parse_overlay(text: str, source: Path) -> SpecOverlay:
     return SpecOverlay(source=source.resolve(), target=target, models=sections["models"],
                        python_steps=sections["python_steps"],
                        sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def applicable_overlay(overlay: SpecOverlay | None, *, requested: Target,
+                       resolved: Target) -> SpecOverlay | None:
+    """`overlay` if it was measured for the build's target. With target auto a mismatch only
+    drops it (logged): auto means whatever this machine is; an explicit target refuses it."""
+    if overlay is None or overlay.target is resolved:
+        return overlay
+    if requested is not Target.AUTO:
+        raise SpecError(overlay.source.name, "target",
+                        f"the overlay was measured for target {overlay.target.value!r}; this "
+                        f"build is for {resolved.value!r} (leave the overlay out, or tune for it)")
+    log.warning("%s was measured for target %s; target auto is %s here: building without it",
+                overlay.source.name, overlay.target.value, resolved.value)
+    return None
 
 
 def load_overlay(path: str | Path) -> SpecOverlay:

@@ -77,3 +77,17 @@ def test_rendered_overlay_reads_back_the_same() -> None:
     assert text.startswith("# written by tritonkit tune\n#\n# review before use\n")
     again = parse_overlay(text, Path("a.yaml"))
     assert again.models == first.models and again.target is Target.LOCAL
+
+
+def test_an_overlay_applies_to_its_own_target_only() -> None:
+    from tritonkit.errors import SpecError as Error
+    from tritonkit.spec import applicable_overlay
+
+    local = parse_overlay("version: 1\ntarget: local\n", Path("local.yaml"))
+    assert applicable_overlay(local, requested=Target.AUTO, resolved=Target.LOCAL) is local
+    assert applicable_overlay(local, requested=Target.LOCAL, resolved=Target.LOCAL) is local
+    # auto on a TensorRT machine: built without the CPU measurements
+    assert applicable_overlay(local, requested=Target.AUTO, resolved=Target.TENSORRT) is None
+    with pytest.raises(Error, match="measured for target 'local'; this build is for 'tensorrt'"):
+        applicable_overlay(local, requested=Target.TENSORRT, resolved=Target.TENSORRT)
+    assert applicable_overlay(None, requested=Target.AUTO, resolved=Target.LOCAL) is None
