@@ -19,6 +19,7 @@ from harness.benchmarks.errors import BenchmarkError
 from harness.benchmarks.report import compare, format_regressions, load_summary
 from harness.benchmarks.runner import FULL, SMOKE, run_benchmarks
 from tritonkit.errors import ToolkitError
+from tritonkit.spec import load_overlay
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -32,8 +33,10 @@ def _run(args: argparse.Namespace) -> int:
             status.update(text)
             logging.getLogger("benchmarks").info("%s", text)
 
+        overlay = load_overlay(args.overlay) if args.overlay else None
         run_dir = run_benchmarks(SMOKE if args.smoke else FULL, spec_path=args.spec,
-                                 out_root=args.out, work=Path(work), on_phase=show)
+                                 out_root=args.out, work=Path(work), on_phase=show,
+                                 overlay=overlay)
     verify_run(run_dir)
     summary = load_summary(run_dir)
     print(f"report: {run_dir / 'report.md'}")
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="measure all systems and write a report")
     run.add_argument("--smoke", action="store_true", help="short windows: checks the harness")
     run.add_argument("--spec", type=Path, default=Path("models.yaml"))
+    run.add_argument("--overlay", type=Path, default=None,
+                     help="serving settings measured by `tritonkit tune` (tuning/local.yaml)")
     run.add_argument("--out", type=Path, default=Path("results/bench"))
     run.add_argument("--compare", type=Path, default=None, help="a saved run to compare with")
     run.add_argument("--tolerance", type=float, default=0.10)

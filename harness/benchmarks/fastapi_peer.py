@@ -49,14 +49,10 @@ import io
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -83,6 +79,10 @@ from tritonkit_client.kserve_codec import (
 
 from harness.benchmarks.errors import BenchmarkError
 from harness.benchmarks.inprocess_limit import TunedPipeline, available_cores, image_batch
+from harness.benchmarks.peer_process import free_port, group_members, live_processes  # noqa: F401
+from harness.benchmarks.peer_process import log_tail as _log_tail
+from harness.benchmarks.peer_process import probe as _probe
+from harness.benchmarks.peer_process import stop_group as _stop
 from tritonkit.errors import ToolkitError
 from tritonkit.processing import StepInputError
 
@@ -314,77 +314,9 @@ class PeerServer:
         return f"{self.url}/v2/health/ready"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def fair_ort_threads(workers: int) -> int:
     """ONNX Runtime intra-op threads per worker: the cores split evenly, at least 1."""
     return max(1, available_cores() // workers)
-
-
-def live_processes(pids: tuple[int, ...]) -> list[int]:
-    """Those of `pids` that still run (zombies, awaiting their parent's wait, do not count)."""
-    alive = []
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-        except OSError:
-            continue
-        state = stat.rpartition(")")[2].split()[0]
-        if state not in ("Z", "X"):
-            alive.append(pid)
-    return alive
-
-
-def group_members(pgid: int) -> list[int]:
-    """Running processes of process group `pgid` (from /proc)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text(encoding="utf-8").rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _probe(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _stop(process: subprocess.Popen[bytes], *, grace_s: float) -> None:
-    pgid = process.pid  # start_new_session: the main process leads its own group
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        log.warning("peer %d ignored SIGTERM for %.0f s; killing its group", pgid, grace_s)
-    deadline = time.monotonic() + grace_s
-    while group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if group_members(pgid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-    process.wait(timeout=grace_s)
 
 
 @contextlib.contextmanager

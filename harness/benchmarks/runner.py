@@ -1,10 +1,12 @@
 """Run every system side by side on the same machine, inputs and request shapes.
 
-Systems: (a) the in-process limit, (b) the FastAPI + ONNX Runtime peer, (c) our Triton ensemble
+Systems: (a) the in-process limit, (b) the peers: FastAPI + ONNX Runtime, and PyTriton (the
+pipeline bound as one Python callable behind PyTriton's tritonserver), (c) our Triton ensemble
 in the configurations of `variants`. (b) and (c) are driven by the same hey load at equal
 concurrency with byte-identical KServe v2 bodies; (c) is also measured with perf_analyzer over
 gRPC, ensemble and each step. The summary keys are computed for the online shape at the
-concurrency where the peer peaks. Workloads named only in the scenarios file (detection,
+concurrency where the peer compared with peaks (the FastAPI peer for the `*_fastapi` keys,
+PyTriton for the `*_pytriton` keys). Workloads named only in the scenarios file (detection,
 embeddings) are measured with perf_analyzer alone, ensemble and each step, on the default
 variant, whose repository then serves their pipelines too.
 """
@@ -28,6 +30,8 @@ from harness.benchmarks.fastapi_peer import serve_peer
 from harness.benchmarks.hey_driver import LoadResult, sweep
 from harness.benchmarks.inprocess_limit import available_cores, measure_inprocess_limit
 from harness.benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer
+from harness.benchmarks.python_floor import FLOOR_OUTPUT, FLOOR_STEP, floor_step
+from harness.benchmarks.pytriton_peer import serve_pytriton
 from harness.benchmarks.report import (
     BenchResults,
     LimitResult,
@@ -37,7 +41,7 @@ from harness.benchmarks.report import (
     SystemSeries,
     write_report,
 )
-from harness.benchmarks.scenarios import load_scenarios
+from harness.benchmarks.scenarios import Peer, PeerLoad, load_scenarios
 from harness.benchmarks.step_profile import profile_steps
 from harness.benchmarks.workloads import (
     CLASS_COUNTS,
@@ -48,12 +52,14 @@ from harness.benchmarks.workloads import (
     load_workload,
 )
 from tritonkit.server import LocalTriton
-from tritonkit.spec import BuildSpec, load_spec
+from tritonkit.spec import BuildSpec, SpecOverlay, load_spec
 
 log = logging.getLogger(__name__)
 
 PEER = "fastapi"
+PYTRITON = "pytriton"
 ONE_HOP = "triton-one-step"  # the first Python step alone
+FLOOR = "python-floor"  # a no-op Python step alone (harness.benchmarks.python_floor)
 LIMIT = "in-process limit"
 OUTPUTS = CLASSIFICATION_OUTPUTS
 GAIN_MIN_CONCURRENCY = 8
@@ -91,6 +97,10 @@ class _Load:
     duration_s: float
     warmup_s: float
     images_per_request: tuple[int, ...]
+    peers: tuple[PeerLoad, ...] = ()  # the peers hey drives and their request shapes
+
+    def peer_shapes(self, peer: Peer) -> tuple[int, ...]:
+        return next((p.batch_images for p in self.peers if p.peer is peer), ())
 
 
 def _shape(images_per_request: int) -> RequestShape:
@@ -161,17 +171,34 @@ def _series(collected: _Collected, system: str, workload: str,
     raise BenchmarkError(f"no measurements of {system} on {workload} {shape.value}")
 
 
+def _peak(collected: _Collected, system: str, workload: str) -> LoadResult:
+    series = _series(collected, system, workload, RequestShape.ONLINE)
+    return max(series.values(), key=lambda p: p.throughput_rps)
+
+
+def batching_ceiling(collected: _Collected) -> float:
+    """In-process images/s at the best batch over batch 1 (heavy): what batching can gain."""
+    heavy = collected.limit_by_batch.get("heavy", {})
+    if 1 not in heavy:
+        raise BenchmarkError("the heavy in-process limit has no batch-1 point: no batching "
+                             "ceiling")
+    return max(heavy.values()) / heavy[1]
+
+
 def summarize(collected: _Collected) -> Summary:
-    """The six keys, for the online shape at the concurrency where the peer peaks."""
+    """The summary keys, online shape. Light keys: Triton at the concurrency where the peer
+    peaks (FastAPI for `*_fastapi`, PyTriton for `*_pytriton`). Heavy keys: each system's own
+    peak (a compute-bound pipeline needs more requests in flight to fill its instances). The
+    batching gain: both Triton variants at the highest concurrency both ran."""
     online = RequestShape.ONLINE
 
-    def at_peer_peak(workload: str) -> tuple[LoadResult, LoadResult]:
-        peer = _series(collected, PEER, workload, online)
-        peak = max(peer.values(), key=lambda p: p.throughput_rps)
+    def at_peer_peak(workload: str, peer_name: str) -> tuple[LoadResult, LoadResult]:
+        peak = _peak(collected, peer_name, workload)
         return _series(collected, v.DEFAULT.name, workload, online)[peak.concurrency], peak
 
-    heavy_triton, heavy_peer = at_peer_peak("heavy")
-    light_triton, light_peer = at_peer_peak("light")
+    light_triton, light_peer = at_peer_peak("light", PEER)
+    light_triton_p, light_pytriton = at_peer_peak("light", PYTRITON)
+    heavy_triton = _peak(collected, v.DEFAULT.name, "heavy")
     limit = next(x for x in collected.limits if x.workload == "heavy" and x.shape is online)
     batched = _series(collected, v.DEFAULT.name, "heavy", online)
     unbatched = _series(collected, v.NO_BATCHING.name, "heavy", online)
@@ -181,10 +208,15 @@ def summarize(collected: _Collected) -> Summary:
                                f"below the target's {GAIN_MIN_CONCURRENCY}")
     return Summary(
         heavy_triton_vs_limit=heavy_triton.throughput_rps / limit.images_per_s,
-        heavy_triton_vs_fastapi=heavy_triton.throughput_rps / heavy_peer.throughput_rps,
+        heavy_triton_vs_fastapi=(heavy_triton.throughput_rps
+                                 / _peak(collected, PEER, "heavy").throughput_rps),
         light_triton_vs_fastapi=light_triton.throughput_rps / light_peer.throughput_rps,
+        heavy_triton_vs_pytriton=(heavy_triton.throughput_rps
+                                  / _peak(collected, PYTRITON, "heavy").throughput_rps),
+        light_triton_vs_pytriton=light_triton_p.throughput_rps / light_pytriton.throughput_rps,
         heavy_dynamic_batching_gain=(batched[gain_at].throughput_rps
                                      / unbatched[gain_at].throughput_rps),
+        heavy_batching_ceiling=batching_ceiling(collected),
         light_p99_ms_triton=light_triton.p99_ms,
         light_p99_ms_fastapi=light_peer.p99_ms,
     )
@@ -203,28 +235,48 @@ def ceilings(collected: _Collected, summary: Summary) -> ProfileSection:
             return None
 
     heavy_limit = collected.limit_by_batch.get("heavy", {})
-    heavy_peer = peak(PEER, "heavy")
-    if heavy_limit and heavy_peer:
-        best = max(heavy_limit.values())
-        rows.append(("heavy_triton_vs_fastapi", round(summary.heavy_triton_vs_fastapi, 3),
-                     round(best / heavy_peer, 3),
-                     f"the in-process limit ({best:.0f} images/s) over the peer's peak "
-                     f"({heavy_peer:.0f} req/s): no server can pass the limit"))
+    for peer, key in ((PEER, "heavy_triton_vs_fastapi"), (PYTRITON, "heavy_triton_vs_pytriton")):
+        heavy_peer = peak(peer, "heavy")
+        if heavy_limit and heavy_peer:
+            best = max(heavy_limit.values())
+            rows.append((key, round(getattr(summary, key), 3), round(best / heavy_peer, 3),
+                         f"the in-process limit ({best:.0f} images/s) over {peer}'s peak "
+                         f"({heavy_peer:.0f} req/s): no server can pass the limit"))
     if 1 in heavy_limit:
         best = max(heavy_limit.values())
         rows.append(("heavy_dynamic_batching_gain", round(summary.heavy_dynamic_batching_gain, 3),
                      round(best / heavy_limit[1], 3),
                      f"in-process images/s at the best batch ({best:.0f}) over batch 1 "
                      f"({heavy_limit[1]:.0f}): what batching saves on this CPU"))
-    one_hop, light_peer = peak(ONE_HOP, "light"), peak(PEER, "light")
-    if one_hop and light_peer:
-        rows.append(("light_triton_vs_fastapi", round(summary.light_triton_vs_fastapi, 3),
-                     round(one_hop / light_peer, 3),
-                     f"one Python-backend step alone ({one_hop:.0f} req/s) over the peer's "
-                     f"peak ({light_peer:.0f} req/s): the ensemble adds a native ONNX Runtime hop"))
+    one_hop = peak(ONE_HOP, "light")
+    floor = peak(FLOOR, "light")
+    for peer, key in ((PEER, "light_triton_vs_fastapi"), (PYTRITON, "light_triton_vs_pytriton")):
+        light_peer = peak(peer, "light")
+        if one_hop and light_peer:
+            rows.append((key, round(getattr(summary, key), 3), round(one_hop / light_peer, 3),
+                         f"the pipeline's Python step alone ({one_hop:.0f} req/s) over {peer}'s "
+                         f"peak ({light_peer:.0f} req/s): the ensemble adds a native ONNX "
+                         "Runtime hop"))
+        if floor and light_peer:
+            rows.append((key, round(getattr(summary, key), 3), round(floor / light_peer, 3),
+                         f"a no-op Python step alone, the floor of one Python-backend hop "
+                         f"({floor:.0f} req/s), over {peer}'s peak ({light_peer:.0f} req/s)"))
     return ProfileSection(
         title="Ceilings: the most each ratio can reach here, measured in this run",
         columns=("key", "measured", "ceiling", "what bounds it"), rows=tuple(rows))
+
+
+def _pytriton(repository: Path, workloads: Sequence[Workload], *, load: _Load, work: Path,
+              collected: _Collected, phase: Callable[[str], None]) -> None:
+    """The PyTriton peer: one process serving every workload's pipeline (as our Triton does),
+    each bound as one Python callable, driven by the same hey load."""
+    phase("PyTriton peer: starting")
+    pipelines = tuple(dict.fromkeys(w.pipeline for w in workloads))
+    with serve_pytriton(repository, pipelines, log_path=work / "pytriton.log") as server:
+        for workload in workloads:
+            phase(f"{workload.name.value}: PyTriton peer")
+            _measure_http(PYTRITON, server.infer_url(workload.pipeline), workload, load,
+                          collected, images_per_request=load.peer_shapes(Peer.PYTRITON))
 
 
 def served_pipelines(plan: BenchPlan, variant: v.TritonVariant,
@@ -240,24 +292,39 @@ def served_pipelines(plan: BenchPlan, variant: v.TritonVariant,
 def _triton(spec: BuildSpec, variant: v.TritonVariant, workloads: Sequence[Workload], *,
             plan: BenchPlan, load: _Load, work: Path, collected: _Collected) -> None:
     pipelines = served_pipelines(plan, variant, workloads)
-    repository = v.build_variant(spec, variant, pipelines, work / variant.name)
+    light = [w for w in workloads if w.name is WorkloadName.LIGHT]
+    first_light_step = _first_python_step(spec, light[0].pipeline) if light else None
+    floor = ((floor_step(spec, first_light_step),)
+             if variant == v.DEFAULT and first_light_step else ())
+    repository = v.build_variant(spec, variant, pipelines, work / variant.name,
+                                 extra_steps=floor)
     with LocalTriton(repository, log_path=work / f"{variant.name}.log") as server:
         for workload in workloads:
             url = f"{server.urls.http}/v2/models/{workload.pipeline}/infer"
             _measure_http(variant.name, url, workload, load, collected)
         if variant == v.DEFAULT:
-            light = [w for w in workloads if w.name is WorkloadName.LIGHT]
             for workload in light:
                 _measure_one_hop(spec, server.urls.http, workload, load, collected)
+                if floor:
+                    _measure_http(FLOOR, f"{server.urls.http}/v2/models/{FLOOR_STEP}/infer",
+                                  workload, load, collected, outputs=(FLOOR_OUTPUT,),
+                                  images_per_request=(1,))
             _perf_analyzer(repository, server.urls.grpc, plan, work, collected)
+
+
+def _first_python_step(spec: BuildSpec, pipeline_name: str) -> str | None:
+    pipeline = next((p for p in spec.pipelines if p.name == pipeline_name), None)
+    if pipeline is None or spec.python_step(pipeline.steps[0].model) is None:
+        return None
+    return pipeline.steps[0].model
 
 
 def _measure_one_hop(spec: BuildSpec, http_url: str, workload: Workload, load: _Load,
                      collected: _Collected) -> None:
     """The pipeline's first step alone (one Python-backend hop, online shape): a bound on what
     any ensemble of such steps can serve on this machine."""
-    pipeline = next((p for p in spec.pipelines if p.name == workload.pipeline), None)
-    first = spec.python_step(pipeline.steps[0].model) if pipeline is not None else None
+    name = _first_python_step(spec, workload.pipeline)
+    first = spec.python_step(name) if name is not None else None
     if first is None:
         return
     url = f"{http_url}/v2/models/{first.name}/infer"
@@ -296,17 +363,24 @@ def _perf_analyzer(repository: Path, grpc_url: str, plan: BenchPlan, work: Path,
 
 
 def run_benchmarks(plan: BenchPlan, *, spec_path: Path, out_root: Path,
-                   work: Path, on_phase: Callable[[str], None] | None = None) -> Path:
-    """Measure everything in `plan` and write the report; returns the run directory."""
+                   work: Path, on_phase: Callable[[str], None] | None = None,
+                   overlay: SpecOverlay | None = None) -> Path:
+    """Measure everything in `plan` and write the report; returns the run directory.
+
+    `overlay` (the serving settings `tritonkit tune` measured) applies to every system built
+    from the spec: the Triton variants start from it, the peers use the same models."""
     phase = on_phase or (lambda text: log.info("%s", text))
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
-    spec = load_spec(spec_path)
+    spec = load_spec(spec_path, overlay=overlay)
     settings = load_scenarios(plan.scenarios).load_test
     load = _Load(concurrencies=settings.concurrency, duration_s=settings.duration_s,
-                 warmup_s=settings.warmup_s, images_per_request=settings.batch_images)
+                 warmup_s=settings.warmup_s, images_per_request=settings.batch_images,
+                 peers=settings.peers)
     workloads = [load_workload(name, count=64) for name in plan.workloads]
     collected = _Collected()
+    if overlay is not None:
+        collected.notes.append(f"serving settings from {overlay.source} (tritonkit tune)")
     phase("building the repository")
     base = v.build_variant(spec, v.DEFAULT, tuple(w.pipeline for w in workloads),
                            work / "reference")
@@ -314,10 +388,14 @@ def run_benchmarks(plan: BenchPlan, *, spec_path: Path, out_root: Path,
         phase(f"{workload.name.value}: in-process limit")
         _limits(base, workload, plan, load, collected)
         collected.profile.append(profile_steps(base, workload))
-        phase(f"{workload.name.value}: FastAPI peer")
-        peer_log = work / f"peer-{workload.name.value}.log"
-        with serve_peer(base, workload.pipeline, log_path=peer_log) as peer:
-            _measure_http(PEER, peer.infer_url, workload, load, collected)
+        if load.peer_shapes(Peer.FASTAPI):
+            phase(f"{workload.name.value}: FastAPI peer")
+            peer_log = work / f"peer-{workload.name.value}.log"
+            with serve_peer(base, workload.pipeline, log_path=peer_log) as peer:
+                _measure_http(PEER, peer.infer_url, workload, load, collected,
+                              images_per_request=load.peer_shapes(Peer.FASTAPI))
+    if load.peer_shapes(Peer.PYTRITON):
+        _pytriton(base, workloads, load=load, work=work, collected=collected, phase=phase)
     for variant in plan.variants:
         phase(f"{variant.label}")
         _triton(spec, variant, workloads, plan=plan, load=load, work=work, collected=collected)

@@ -7,6 +7,10 @@ A perf_analyzer scenario sweeps either concurrency or request rate. Values may b
 one number, a list (`[1, 2, 4, 8]`) or a range (`{start: 1, end: 8, step: 1}`); a list that
 is not evenly spaced runs as several perf_analyzer sweeps (see `PerfScenario.load_ranges`).
 `defaults` holds fields shared by every scenario; a scenario's own fields override them.
+
+`load_test` sets the hey runs of the systems side by side; its `peers` maps each peer hey
+drives next to Triton (`fastapi`, `pytriton`) to the request shapes it is measured at (a subset
+of `batch_images` that holds 1; all of them when `peers` is left out).
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ class SharedMemory(str, Enum):
 class MeasurementMode(str, Enum):
     TIME_WINDOWS = "time_windows"  # each window lasts measurement_interval_ms
     COUNT_WINDOWS = "count_windows"  # each window holds >= measurement_request_count requests
+
+
+class Peer(str, Enum):
+    """The systems hey drives next to Triton (same load, byte-identical bodies)."""
+
+    FASTAPI = "fastapi"  # FastAPI + ONNX Runtime (harness.benchmarks.fastapi_peer)
+    PYTRITON = "pytriton"  # PyTriton: the pipeline as a Python callable (pytriton_peer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +109,14 @@ class PerfScenario:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PeerLoad:
+    """A peer hey drives, and the request shapes it is measured at (some of batch_images)."""
+
+    peer: Peer
+    batch_images: tuple[int, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoadTestSettings:
     """The HTTP load generator (hey) runs of systems side by side."""
 
@@ -105,6 +124,12 @@ class LoadTestSettings:
     warmup_s: float
     concurrency: tuple[int, ...]
     batch_images: tuple[int, ...]  # request shapes: images per request (online 1, offline 16)
+    # Every peer, in Peer order; the Triton variants run every shape of batch_images.
+    peers: tuple[PeerLoad, ...] = ()
+
+    def peer_shapes(self, peer: Peer) -> tuple[int, ...]:
+        """The request shapes `peer` is measured at (none when it is not measured)."""
+        return next((p.batch_images for p in self.peers if p.peer is peer), ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +182,7 @@ _SCENARIO_KEYS = {"name", "workload", "model", "protocol", "concurrency", "reque
                   "measurement_request_count", "stability_percentage", "stability_percentile",
                   "max_trials", "timeout_s"}
 _DEFAULTABLE_KEYS = _SCENARIO_KEYS - {"name", "model", "concurrency", "request_rate"}
-_LOAD_TEST_KEYS = {"duration_s", "warmup_s", "concurrency", "batch_images"}
+_LOAD_TEST_KEYS = {"duration_s", "warmup_s", "concurrency", "batch_images", "peers"}
 
 
 class _Node:
@@ -318,15 +343,43 @@ def _scenario(node: _Node, defaults: dict[str, Any]) -> PerfScenario:
     )
 
 
+def _peers(node: _Node, batch_images: tuple[int, ...]) -> tuple[PeerLoad, ...]:
+    """`peers`: {peer: images per request}. Missing: every peer at every shape. Each peer must
+    be named (the summary compares Triton with each) and measured online (1 image per
+    request, the summary's shape) if batch_images has it; its shapes come from batch_images."""
+    if node.missing:
+        return tuple(PeerLoad(peer=peer, batch_images=batch_images) for peer in Peer)
+    mapping = node.mapping({peer.value for peer in Peer})
+    missing = [peer.value for peer in Peer if peer.value not in mapping]
+    if missing:
+        raise node.fail(f"must name every peer ({', '.join(p.value for p in Peer)}): the "
+                        f"summary compares Triton with each; missing {', '.join(missing)}")
+    peers = []
+    for peer in Peer:
+        child = node.child(peer.value)
+        shapes = tuple(int(v) for v in child.numbers(integer=True))
+        extra = [s for s in shapes if s not in batch_images]
+        if extra:
+            raise child.fail(f"must be among load_test.batch_images {list(batch_images)}, "
+                             f"got {extra}")
+        if 1 in batch_images and 1 not in shapes:
+            raise child.fail("must include 1: the summary compares the systems online (1 "
+                             "image per request)")
+        peers.append(PeerLoad(peer=peer, batch_images=shapes))
+    return tuple(peers)
+
+
 def _load_test(node: _Node) -> LoadTestSettings:
     node.mapping(_LOAD_TEST_KEYS)
     shapes = node.child("batch_images")
+    batch_images = (1,) if shapes.missing else tuple(
+        int(v) for v in shapes.numbers(integer=True))
     return LoadTestSettings(
         duration_s=node.child("duration_s").number(greater_than=0),
         warmup_s=node.child("warmup_s").number(minimum=0, default=0.0),
         concurrency=tuple(int(v) for v in node.child("concurrency").numbers(integer=True)),
-        batch_images=(1,) if shapes.missing else tuple(
-            int(v) for v in shapes.numbers(integer=True)),
+        batch_images=batch_images,
+        peers=_peers(node.child("peers"), batch_images),
     )
 
 

@@ -83,7 +83,9 @@ def variant_spec(spec: BuildSpec, variant: TritonVariant, pipelines: tuple[str, 
 
 
 def build_variant(spec: BuildSpec, variant: TritonVariant, pipelines: tuple[str, ...],
-                  out: Path) -> Path:
-    build_repository(variant_spec(spec, variant, pipelines), target=Target.LOCAL, out=out,
-                     remember=False)
+                  out: Path, *, extra_steps: tuple[PythonStepSpec, ...] = ()) -> Path:
+    """Build the variant into `out`; `extra_steps` are served beside the pipelines as they are."""
+    built = variant_spec(spec, variant, pipelines)
+    built = dataclasses.replace(built, python_steps=built.python_steps + extra_steps)
+    build_repository(built, target=Target.LOCAL, out=out, remember=False)
     return out

@@ -8,9 +8,11 @@ from harness.benchmarks import variants as v
 from harness.benchmarks.hey_driver import LoadResult
 from harness.benchmarks.report import LimitResult, RequestShape, SystemSeries
 from harness.benchmarks.runner import (
+    FLOOR,
     FULL,
     ONE_HOP,
     PEER,
+    PYTRITON,
     SMOKE,
     _Collected,
     ceilings,
@@ -42,25 +44,37 @@ def test_summary_uses_the_peer_peak_concurrency() -> None:
         series(PEER, "heavy", [(1, 10, 10.0), (8, 20, 50.0), (16, 19, 90.0)]),
         series(v.DEFAULT.name, "heavy", [(1, 9, 12.0), (8, 30, 40.0), (16, 32, 80.0)]),
         series(v.NO_BATCHING.name, "heavy", [(1, 9, 12.0), (8, 12, 70.0), (16, 12, 130.0)]),
+        series(PYTRITON, "light", [(1, 80, 1.5), (8, 350, 3.5), (16, 500, 8.0)]),
+        series(PYTRITON, "heavy", [(1, 8, 11.0), (8, 15, 60.0), (16, 16, 95.0)]),
     ]
     collected.limits.append(LimitResult(workload="heavy", shape=ONLINE, images_per_s=40.0))
+    collected.limit_by_batch["heavy"] = {1: 30.0, 32: 40.0}
     summary = summarize(collected)
     assert summary.light_triton_vs_fastapi == pytest.approx(800 / 400)  # at c=8, not c=16
     assert summary.light_p99_ms_triton == pytest.approx(2.5)
     assert summary.light_p99_ms_fastapi == pytest.approx(3.0)
-    assert summary.heavy_triton_vs_fastapi == pytest.approx(30 / 20)
-    assert summary.heavy_triton_vs_limit == pytest.approx(30 / 40)
+    # heavy: each system's own peak (Triton 32 at c=16, the peer 20 at c=8)
+    assert summary.heavy_triton_vs_fastapi == pytest.approx(32 / 20)
+    assert summary.heavy_triton_vs_limit == pytest.approx(32 / 40)
+    assert summary.heavy_batching_ceiling == pytest.approx(40 / 30)
     assert summary.heavy_dynamic_batching_gain == pytest.approx(32 / 12)  # highest common c
+    assert summary.light_triton_vs_pytriton == pytest.approx(900 / 500)  # at PyTriton's peak
+    assert summary.heavy_triton_vs_pytriton == pytest.approx(32 / 16)
 
-    # the ceilings come from the same run: limit / peer, best batch / batch 1, one hop / peer
-    collected.limit_by_batch["heavy"] = {1: 30.0, 32: 40.0}
+    # the ceilings come from the same run: limit / peer, best batch / batch 1, the
+    # pipeline's Python step alone / peer, a no-op Python step alone (the floor) / peer
     collected.series.append(series(ONE_HOP, "light", [(1, 90, 1.0), (8, 600, 2.0)]))
+    collected.series.append(series(FLOOR, "light", [(1, 120, 1.0), (8, 1000, 2.0)]))
     section = ceilings(collected, summary)
     assert [row[:3] for row in section.rows] == [
-        ("heavy_triton_vs_fastapi", 1.5, 2.0),
+        ("heavy_triton_vs_fastapi", 1.6, 2.0),
+        ("heavy_triton_vs_pytriton", 2.0, 2.5),
         ("heavy_dynamic_batching_gain", pytest.approx(2.667, abs=1e-3),
          pytest.approx(1.333, abs=1e-3)),
         ("light_triton_vs_fastapi", 2.0, 1.5),
+        ("light_triton_vs_fastapi", 2.0, 2.5),
+        ("light_triton_vs_pytriton", 1.8, 1.2),
+        ("light_triton_vs_pytriton", 1.8, 2.0),
     ]
 
 
