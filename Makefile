@@ -77,10 +77,10 @@ check-repository: models ## fail if model_repository/ differs from what models.y
 	$(VENV)/bin/tritonkit build --spec models.yaml --target tensorrt --out model_repository --check
 
 bench: models ## full benchmark: all systems side by side -> results/bench/latest/
-	$(PY) -m harness.benchmarks run --out results/bench
+	$(PY) -m harness.benchmarks run --out results/bench $(OVERLAY_FLAG)
 
 bench-smoke: models ## the same harness with short windows (< 90 s); checks it works, not speed
-	$(PY) -m harness.benchmarks run --smoke --out results/bench
+	$(PY) -m harness.benchmarks run --smoke --out results/bench $(OVERLAY_FLAG)
 
 reliability: models ## bad input, faults, overload, 100k soak -> results/reliability/latest/
 	$(PY) -m harness.reliability run
