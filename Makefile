@@ -70,7 +70,7 @@ tune: models ## measure the digits and resnet pipelines' serving settings -> tun
 	$(VENV)/bin/tritonkit tune --pipeline digits --input-data build/tune/light.json \
 	  --budget-p99-ms 10 --concurrency 1,2,4,8,16 --overlay $(OVERLAY) --report tuning/report/digits
 	$(VENV)/bin/tritonkit tune --pipeline resnet --input-data build/tune/heavy.json \
-	  --budget-p99-ms 250 --concurrency 1,2,4,8 --interval-ms 3000 --overlay $(OVERLAY) \
+	  --budget-p99-ms 250 --concurrency 2,4,8 --interval-ms 2500 --overlay $(OVERLAY) \
 	  --report tuning/report/resnet
 
 check-repository: models ## fail if model_repository/ differs from what models.yaml generates

@@ -28,6 +28,7 @@ from harness.benchmarks import variants as v
 from harness.benchmarks.errors import BenchmarkError, PerfAnalyzerError
 from harness.benchmarks.fastapi_peer import serve_peer
 from harness.benchmarks.hey_driver import LoadResult, sweep
+from harness.benchmarks.hop_costs import hop_costs
 from harness.benchmarks.inprocess_limit import available_cores, measure_inprocess_limit
 from harness.benchmarks.perf_analyzer import profile_pipeline, run_perf_analyzer
 from harness.benchmarks.python_floor import FLOOR_OUTPUT, FLOOR_STEP, floor_step
@@ -77,16 +78,18 @@ class BenchPlan:
     # Side by side on every system (hey, FastAPI peer, in-process limit). The scenarios file may
     # name more workloads: those run under perf_analyzer only, on the default variant.
     workloads: tuple[str, ...] = ("light", "heavy")
+    hop_costs_interval_ms: int = 0  # the light pipeline's hops one by one at concurrency 1 (0: off)
 
 
 HERE = Path(__file__).parent
 FULL = BenchPlan(scenarios=HERE / "scenarios.yaml", limit_duration_s=3,
                  limit_batch_sizes=(1, 4, 16, 32),
-                 variants=(v.DEFAULT, v.NO_BATCHING, v.ONE_INSTANCE),
-                 profiled_workloads=("light", "heavy", "detection", "embeddings"))
+                 variants=(v.DEFAULT, v.NO_BATCHING),
+                 profiled_workloads=("light", "heavy", "detection", "embeddings"),
+                 hop_costs_interval_ms=2000)
 SMOKE = BenchPlan(scenarios=HERE / "scenarios_smoke.yaml", limit_duration_s=0.5,
                   limit_batch_sizes=(1, 16), variants=(v.DEFAULT, v.NO_BATCHING),
-                  profiled_workloads=("light",))
+                  profiled_workloads=("light",), hop_costs_interval_ms=500)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -309,6 +312,10 @@ def _triton(spec: BuildSpec, variant: v.TritonVariant, workloads: Sequence[Workl
                     _measure_http(FLOOR, f"{server.urls.http}/v2/models/{FLOOR_STEP}/infer",
                                   workload, load, collected, outputs=(FLOOR_OUTPUT,),
                                   images_per_request=(1,))
+                if floor and plan.hop_costs_interval_ms and first_light_step:
+                    collected.profile.append(hop_costs(
+                        server.urls, workload, first_light_step, work,
+                        interval_ms=plan.hop_costs_interval_ms))
             _perf_analyzer(repository, server.urls.grpc, plan, work, collected)
 
 

@@ -6,6 +6,7 @@ import argparse
 import functools
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -167,7 +168,7 @@ def _tune(args: argparse.Namespace) -> int:
         tune_and_write,
     )
 
-    work = args.work_dir or args.report / "work"
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="tritonkit-tune-"))
     input_data = args.input_data
     if args.files:
         patterns = dict(item.split("=", 1) for item in args.files)
@@ -267,7 +268,8 @@ def parser() -> argparse.ArgumentParser:
     tune.add_argument("--knobs", default=None, metavar="LIST",
                       help="search only these: instance_count, intra_op_threads, "
                            "max_queue_delay_us, preferred_batch_sizes (default: all)")
-    tune.add_argument("--work-dir", type=Path, default=None)
+    tune.add_argument("--work-dir", type=Path, default=None,
+                      help="the repositories and perf_analyzer files (default: a new temp dir)")
     tune.add_argument("--engine", choices=["perf-analyzer", "model-analyzer"],
                       default="perf-analyzer",
                       help="perf-analyzer: the pipeline end to end, one knob at a time; "
