@@ -46,10 +46,12 @@ def _target_release(args: argparse.Namespace) -> str | None:
 
 def _build(args: argparse.Namespace) -> int:
     release = _target_release(args)
+    spec = load_spec(args.spec, release=release)  # a bad spec fails before the target probe
+    overlay = load_overlay(args.overlay) if args.overlay else None
     target = resolve_target(Target(args.target))
-    overlay = applicable_overlay(load_overlay(args.overlay) if args.overlay else None,
-                                 requested=Target(args.target), resolved=target)
-    spec = load_spec(args.spec, release=release, overlay=overlay)
+    overlay = applicable_overlay(overlay, requested=Target(args.target), resolved=target)
+    if overlay is not None:
+        spec = load_spec(args.spec, release=release, overlay=overlay)
     if not args.check:
         # The up-to-date check avoids importing ONNX, ONNX Runtime and protobuf at all.
         stamp = BuildStamp.for_build(spec, target=target, out=args.out,
