@@ -71,6 +71,7 @@ tune: models ## measure the digits and resnet pipelines' serving settings -> tun
 	  --budget-p99-ms 10 --concurrency 1,2,4,8,16 --overlay $(OVERLAY) --report tuning/report/digits
 	$(VENV)/bin/tritonkit tune --pipeline resnet --input-data build/tune/heavy.json \
 	  --budget-p99-ms 250 --concurrency 2,4,8 --interval-ms 2500 --overlay $(OVERLAY) \
+	  --knobs instance_count,max_queue_delay_us,preferred_batch_sizes \
 	  --report tuning/report/resnet
 
 check-repository: models ## fail if model_repository/ differs from what models.yaml generates
