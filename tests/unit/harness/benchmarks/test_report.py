@@ -169,6 +169,8 @@ def test_report_md_shows_workloads_systems_plots_and_targets(written: Path) -> N
     assert ("| heavy_dynamic_batching_gain | 2.10 | >= 0.9 x the in-process batching ceiling "
             "1.15 = 1.03 | pass |") in text
     assert "6 of 7 targets met." in text
+    assert ("| heavy_batching_ceiling | 1.15 | reference for heavy_dynamic_batching_gain "
+            "| - |") in text
     # perf_analyzer breakdown, the diverged point flagged, per-step records, profile and notes
     assert ("| light-grpc | digits | grpc | c=4 | 1 | 3250 | 1.30 | 4.10 | 12.0 | 40.0 | 300 "
             "| 20.0 | 900 | 15.0 | 8.00 | 2.60 | **yes** |") in text
