@@ -173,13 +173,28 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout_s: float, name: str) ->
             )
             proc.kill()
             proc.wait()
-    deadline = time.monotonic() + _GROUP_KILL_WAIT_S
-    while members := group_members(pgid):
+    _, survivors = kill_until_gone(lambda: group_members(pgid))
+    if survivors:
+        raise ServerError(f"processes {survivors} of {name}'s group {pgid} survived SIGKILL")
+
+
+def kill_until_gone(find: Callable[[], list[int]], *, timeout_s: float = _GROUP_KILL_WAIT_S
+                    ) -> tuple[list[int], list[int]]:
+    """SIGKILL what `find()` returns until it returns nothing or `timeout_s` passes.
+
+    Returns (every pid killed, the pids still alive at the deadline: empty on success).
+    """
+    deadline = time.monotonic() + timeout_s
+    killed: list[int] = []
+    while pids := find():
         if time.monotonic() > deadline:
-            raise ServerError(f"processes {members} of {name}'s group {pgid} survived SIGKILL")
-        for pid in members:
+            return killed, pids
+        for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
+                continue
+            if pid not in killed:
+                killed.append(pid)
         time.sleep(_GROUP_KILL_POLL_S)
+    return killed, []

@@ -221,22 +221,14 @@ def trials_from_results(points: Mapping[str, Sequence[SweepPoint]], output_repos
 
 def _kill_marked(executables: set[Path], marker: str) -> list[int]:
     """SIGKILL every live process of `executables` whose environment carries `marker`."""
-    from tritonkit.server.process_tree import find_processes  # noqa: PLC0415
+    from tritonkit.server.process_tree import find_processes, kill_until_gone  # noqa: PLC0415
 
     entry = f"{MARKER_VAR}={marker}".encode()
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
-    killed: list[int] = []
-    while pids := find_processes(executables=executables, environ_entry=entry):
-        if time.monotonic() > deadline:
-            raise TuningError(f"processes {pids} of a Model Analyzer run survived SIGKILL")
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
-            if pid not in killed:
-                killed.append(pid)
-        time.sleep(0.1)
+    killed, survivors = kill_until_gone(
+        lambda: find_processes(executables=executables, environ_entry=entry),
+        timeout_s=_STOP_TIMEOUT_S)
+    if survivors:
+        raise TuningError(f"processes {survivors} of a Model Analyzer run survived SIGKILL")
     return killed
 
 
