@@ -62,6 +62,8 @@ class Score:
 
 
 def score(points: Sequence[SweepPoint], budget_p99_ms: float) -> Score:
+    if not points:  # no level stabilized: the candidate loses to every measured one
+        return Score(in_budget=False, throughput=0.0, p99_ms=float("inf"), concurrency=0)
     within = [p for p in points if p.p99_ms <= budget_p99_ms]
     if within:
         best = max(within, key=lambda p: p.throughput)

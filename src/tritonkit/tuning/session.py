@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from tritonkit.errors import TuningError
+from tritonkit.errors import PerfAnalyzerError, TuningError
 from tritonkit.repository.config_io import config_to_text, read_config
 from tritonkit.spec import (
     BuildSpec,
@@ -212,10 +212,14 @@ def tune_pipeline(request: TuningRequest, *, target: Target = Target.LOCAL,
         candidate = load_spec(request.spec_path, overlay=overlay)
         build_repository(candidate, target=target, out=candidate_repo, remember=False)
         server.reload(candidate_repo, models)
-        return measure_concurrency(analyzer, server.triton.urls.grpc_hostport,
-                                   request.pipeline, input_data=request.input_data,
-                                   concurrencies=request.concurrencies, settings=request.sweep,
-                                   work_dir=work / "perf")
+        try:
+            return measure_concurrency(analyzer, server.triton.urls.grpc_hostport,
+                                       request.pipeline, input_data=request.input_data,
+                                       concurrencies=request.concurrencies,
+                                       settings=request.sweep, work_dir=work / "perf")
+        except PerfAnalyzerError as e:  # one unstable candidate must not end the search
+            log.warning("%s; the candidate scores as unmeasured", e)
+            return []
 
     with server.triton:
         for model in models:  # what the server loaded from the repository

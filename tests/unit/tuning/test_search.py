@@ -38,6 +38,8 @@ def test_score_is_the_best_throughput_within_budget() -> None:
     assert within.beats(none, 0.05) and not none.beats(within, 0.05)
     assert not score(sweep(1040.0, 2.0), 10.0).beats(within, 0.05)  # +4 %: within the noise
     assert score(sweep(1100.0, 2.0), 10.0).beats(within, 0.05)
+    unmeasured = score([], 10.0)  # no level stabilized: loses to anything measured
+    assert none.beats(unmeasured, 0.05) and not unmeasured.beats(none, 0.05)
 
 
 def test_search_keeps_what_helps_and_confirms_the_choice() -> None:
