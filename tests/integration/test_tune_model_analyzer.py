@@ -53,7 +53,8 @@ def test_model_analyzer_profiles_one_model_on_a_grid(
     request = TuningRequest(
         spec_path=REPO_ROOT / "models.yaml", pipeline="digits", input_data=pipeline_inputs,
         budget_p99_ms=50, work_dir=tmp_path / "work", concurrencies=(1, 2),
-        sweep=SweepSettings(measurement_interval_ms=1000, max_trials=5))
+        # every 1 s window is accepted: the test checks the mechanics, not this host's speed
+        sweep=SweepSettings(measurement_interval_ms=1000, max_trials=5, stability_percentage=999))
     seen: list[int] = []
     tune = functools.partial(tune_model_with_model_analyzer, model=MODEL,
                              model_analyzer=model_analyzer, grid=GRID, timeout_s=300)

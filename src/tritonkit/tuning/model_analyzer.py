@@ -392,6 +392,7 @@ def tune_model_with_model_analyzer(
         concurrencies=request.concurrencies,
         measurement_interval_ms=request.sweep.measurement_interval_ms,
         max_trials=request.sweep.max_trials,
+        stability_percentage=request.sweep.stability_percentage,
         input_data=model_input_data(spec_model, ma_dir / "input_data.json"),
         perf_analyzer_timeout_s=int(request.sweep.timeout_s))
     setup.export_path.mkdir(parents=True)  # Model Analyzer wants its parent to exist
