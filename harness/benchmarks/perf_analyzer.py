@@ -60,6 +60,7 @@ from tritonkit.build import ReferencePipeline
 from tritonkit.repository import read_config
 from tritonkit.tuning import (
     BINARY_NAME,
+    UNSTABLE_OUTPUT,
     PerfAnalyzer,
     find_perf_analyzer,
     parse_csv,
@@ -406,7 +407,6 @@ def build_points(scenario: PerfScenario, csv_text: str, report: str, *,
 # --------------------------------------------------------------------------- running
 
 
-_UNSTABLE = "Failed to obtain stable measurement"
 
 
 def _tail(text: str, lines: int = _OUTPUT_TAIL_LINES) -> str:
@@ -414,7 +414,7 @@ def _tail(text: str, lines: int = _OUTPUT_TAIL_LINES) -> str:
 
 
 def _unstable_hint(output: str) -> str:
-    if _UNSTABLE not in output:
+    if UNSTABLE_OUTPUT not in output:
         return ""
     return ("\nhint: the measurement never stabilized; raise measurement_interval_ms, "
             "stability_percentage or max_trials, or set stability_percentile, in the scenario "
@@ -448,7 +448,7 @@ def _run_sweep(analyzer: PerfAnalyzer, scenario: PerfScenario, url: str, *, inpu
     except OSError as e:
         raise PerfAnalyzerError(f"cannot run {command[0]}: {e}") from e
     output = done.stdout.decode("utf-8", errors="replace")
-    if done.returncode != 0 and _UNSTABLE not in output:
+    if done.returncode != 0 and UNSTABLE_OUTPUT not in output:
         raise PerfAnalyzerError(_failure(scenario, command, f"exited with {done.returncode}",
                                          output))
     text = csv_path.read_text(encoding="utf-8") if csv_path.is_file() else ""

@@ -12,6 +12,7 @@ from tritonkit.tuning.perf_analyzer import (
     B64_LIBRARY,
     BINARY_NAME,
     CUDART_LIBRARY,
+    UNSTABLE_OUTPUT,
     CsvRow,
     LoadMode,
     PerfAnalyzer,
@@ -45,7 +46,8 @@ from tritonkit.tuning.session import (
 )
 from tritonkit.tuning.workflow import input_data_from_files, tune_and_write
 
-__all__ = ["Knob", "ModelSpace", "Score", "SearchResult", "Trial", "TuningRequest",
+__all__ = ["UNSTABLE_OUTPUT",
+           "Knob", "ModelSpace", "Score", "SearchResult", "Trial", "TuningRequest",
            "TuningResult", "coordinate_search", "input_data_from_files", "overlay_for",
            "pareto_front", "report_markdown", "score", "search_space", "tune_and_write",
            "tune_pipeline", "write_tuning_report",

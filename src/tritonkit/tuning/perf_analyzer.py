@@ -272,7 +272,7 @@ class SweepSettings:
     timeout_s: float = 300.0
 
 
-_UNSTABLE = "Failed to obtain stable measurement"
+UNSTABLE_OUTPUT = "Failed to obtain stable measurement"  # what perf_analyzer prints
 _EMPTY_WINDOW = "No valid requests recorded within time interval"
 
 
@@ -308,7 +308,7 @@ def measure_concurrency(
                                     f"{concurrency}: {e}") from e
         output = done.stdout.decode("utf-8", errors="replace")
         if not csv_path.is_file():
-            if _UNSTABLE in output or _EMPTY_WINDOW in output:
+            if UNSTABLE_OUTPUT in output or _EMPTY_WINDOW in output:
                 log.warning("%s: concurrency %d: no stable measurement; left out:\n%s", model,
                             concurrency, "\n".join(output.strip().splitlines()[-6:]))
                 continue
