@@ -22,6 +22,11 @@ class OnnxModelError(ToolkitError):
     """An ONNX model is unreadable, fails the checker, or its dynamic axes are not dynamic."""
 
 
+class ExportError(ToolkitError):
+    """A PyTorch source could not be exported to ONNX, or its export disagrees with PyTorch or
+    has a declared dynamic axis that is not dynamic. The message names the input and axis."""
+
+
 class PrecisionError(ToolkitError):
     """A precision transform (fp16, int8) could not be produced."""
 

@@ -71,10 +71,14 @@ class AccuracyMetric(str, Enum):
     # YOLO-format detector: fp32 mAP@0.5 minus the candidate's on the holdout's ground truth
     # (gt_boxes/gt_classes in the .npz); budget is a maximum
     MAP50_DELTA = "map50_delta"
+    # image-to-image model: mean PSNR (dB, luma, border crop) of fp32 minus the candidate's,
+    # against the ground-truth images (`target` in the .npz); budget is a maximum
+    PSNR_DELTA = "psnr_delta"
 
     @property
     def higher_is_better(self) -> bool:
-        return self not in (AccuracyMetric.MAX_ABS_DIFF, AccuracyMetric.MAP50_DELTA)
+        return self not in (AccuracyMetric.MAX_ABS_DIFF, AccuracyMetric.MAP50_DELTA,
+                            AccuracyMetric.PSNR_DELTA)
 
 
 class DataType(str, Enum):
