@@ -39,6 +39,7 @@ from tritonkit_client.results import (
 )
 from tritonkit_client.sync_client import TritonClient, connect
 from tritonkit_client.tasks import Classification, classify, classify_async
+from tritonkit_client.upscale import UpscaledImage, upscale, upscale_async
 
 __all__ = [
     "AsyncTritonClient",
@@ -71,6 +72,7 @@ __all__ = [
     "SharedMemoryError",
     "TensorMetadata",
     "TritonClient",
+    "UpscaledImage",
     "annotate",
     "classify",
     "classify_async",
@@ -82,4 +84,6 @@ __all__ = [
     "embed",
     "embed_async",
     "parse_url",
+    "upscale",
+    "upscale_async",
 ]

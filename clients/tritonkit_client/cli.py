@@ -1,5 +1,5 @@
-"""`python -m tritonkit_client`: classify images, detect objects, embed texts, check health, list
-models.
+"""`python -m tritonkit_client`: classify images, detect objects, embed texts, upscale images,
+check health, list models.
 
 Thin: it parses arguments and calls the library. On failure it prints one line,
 ``ErrorType: message``, to stderr and exits with the code of the error class (`ExitCode`).
@@ -32,6 +32,7 @@ from tritonkit_client.errors import (
 from tritonkit_client.results import HealthReport, ModelStatus
 from tritonkit_client.sync_client import TritonClient, connect
 from tritonkit_client.tasks import Classification, classify
+from tritonkit_client.upscale import upscale
 
 
 class ExitCode(IntEnum):
@@ -127,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     embed_parser = commands.add_parser("embed", parents=[common], help="embed texts")
     embed_parser.add_argument("--model", default="embeddings", help="pipeline name")
     embed_parser.add_argument("texts", nargs="+", metavar="TEXT")
+
+    upscale_parser = commands.add_parser(
+        "upscale", parents=[common], help="upscale image files (super-resolution) to PNG")
+    upscale_parser.add_argument("--model", default="super_resolution", help="pipeline name")
+    upscale_parser.add_argument(
+        "--out", type=Path, required=True,
+        help="the PNG to write (one image), or a directory for <name>.upscaled.png files")
+    upscale_parser.add_argument("images", nargs="+", type=Path, metavar="IMG")
     return parser
 
 
@@ -256,8 +265,40 @@ def _run_embed(client: TritonClient, args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK
 
 
+def upscaled_paths(images: Sequence[Path], out: Path) -> list[Path]:
+    """Where `upscale` writes each result: `out` itself for one image that is not a directory,
+    else `<out>/<image stem>.upscaled.png` (names must not collide)."""
+    if len(images) == 1 and not out.is_dir():
+        return [out]
+    paths = [out / f"{image.stem}.upscaled.png" for image in images]
+    if len(set(paths)) != len(paths):
+        raise InvalidInputError("two images share a file name stem; upscale them separately")
+    return paths
+
+
+def _run_upscale(client: TritonClient, args: argparse.Namespace) -> ExitCode:
+    images = _read_images(args.images)
+    destinations = upscaled_paths(args.images, args.out)
+    results = upscale(client, args.model, images)
+    for path, destination, result in zip(args.images, destinations, results, strict=True):
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_bytes(result.png)
+        except OSError as e:
+            raise InvalidInputError(f"cannot write {str(destination)!r}: {e.strerror or e}") from e
+        if not args.json:
+            print(f"{path} -> {destination}: {result.width}x{result.height} PNG")
+    if args.json:
+        payload = [{"path": str(path), "out": str(destination), "width": result.width,
+                    "height": result.height}
+                   for path, destination, result in zip(args.images, destinations, results,
+                                                        strict=True)]
+        print(json.dumps(payload, indent=2))
+    return ExitCode.OK
+
+
 _COMMANDS = {"classify": _run_classify, "health": _run_health, "models": _run_models,
-             "detect": _run_detect, "embed": _run_embed}
+             "detect": _run_detect, "embed": _run_embed, "upscale": _run_upscale}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
