@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tritonkit.build.assets import asset_files
 from tritonkit.build.toolchain import cache_key, generator_fingerprint, tool_versions
+from tritonkit.export import factory_module_file
 from tritonkit.spec import BuildSpec, Target
 
 
@@ -20,10 +21,15 @@ def default_cache_dir(spec: BuildSpec) -> Path:
 
 
 def input_files(spec: BuildSpec) -> list[Path]:
-    """Every file the spec reads: ONNX models, samples, labels, Python steps' assets."""
+    """Every file the spec reads: ONNX models (for a PyTorch source: its weights and its
+    factory's module file, where found), samples, labels, Python steps' assets."""
     files: list[Path | None] = []
     for m in spec.models:
-        files += [m.onnx, m.serving.labels, m.calibration,
+        if m.pytorch is None:
+            files.append(m.onnx)
+        else:  # `onnx` names where a build publishes the export, not an input
+            files += [m.pytorch.weights, factory_module_file(m.pytorch.factory, spec.base_dir)]
+        files += [m.serving.labels, m.calibration,
                   m.accuracy.holdout if m.accuracy else None,
                   m.warmup.samples if m.warmup else None]
     files += [s.serving.labels for s in spec.python_steps]

@@ -5,6 +5,8 @@ every model, step and ensemble is built and validated, so an interrupted build n
 a half-written repository. Expensive results (precision transforms with their accuracy
 reports, TensorRT plans, dynamic-batch proofs) are cached by the hash of their inputs and
 toolchain, and an unchanged spec with unchanged inputs is recognised by a stamp and skipped.
+A model with a PyTorch source is exported first (`tritonkit.export`, cached the same way) and
+built from its export like any ONNX model; torch is imported only when an export runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -60,6 +62,14 @@ from tritonkit.build.pipeline_wiring import ensemble_config
 from tritonkit.build.targets import resolve_target
 from tritonkit.build.toolchain import cache_key, tool_versions
 from tritonkit.errors import EngineBuildError, EnsembleError, ToolkitError, UnsafePathError
+from tritonkit.export import (
+    EXPORT_RECORD_NAME,
+    EXPORTED_ONNX_NAME,
+    ExportRecord,
+    export_inputs,
+    export_source,
+    read_export_record,
+)
 from tritonkit.precision.accuracy import AccuracyReport, check_accuracy
 from tritonkit.precision.samples import load_samples
 from tritonkit.precision.transforms import transform_fingerprint, transform_precision
@@ -137,6 +147,17 @@ class _RepositoryBuilder:
         self.on_step = on_step
         self.configs: dict[str, mc.ModelConfig] = {}
         self.built: list[BuiltModel] = []
+        self.exports: dict[str, tuple[ExportRecord, bool]] = {}  # name -> (record, cached)
+
+    # ---------------------------------------------------------------- PyTorch sources
+    def exported(self, model: ModelSpec) -> ModelSpec:
+        """`model` with `onnx` set to its PyTorch source's (cached) export; as is without one."""
+        if model.pytorch is None:
+            return model
+        resolved, record, cached = export_model(model, base_dir=self.spec.base_dir,
+                                                cache=self.cache, on_step=self.on_step)
+        self.exports[model.name] = (record, cached)
+        return resolved
 
     # ---------------------------------------------------------------- ONNX models
     def _proven(self, model: ModelSpec, info: OnnxModelInfo) -> None:
@@ -184,19 +205,33 @@ class _RepositoryBuilder:
             log.info("%s (cached)", report.describe())
         return entry / "model.onnx", report, cached
 
+    def _source_onnx(self, model: ModelSpec) -> str:
+        if model.pytorch is not None:
+            return model.pytorch.description
+        return relative_to(model.onnx, self.spec.base_dir)
+
+    def _export_record(self, model: ModelSpec) -> dict[str, object] | None:
+        found = self.exports.get(model.name)
+        return found[0].to_dict() if found else None
+
     def _onnx_manifest(self, model: ModelSpec, info: OnnxModelInfo, artifact: Path,
                        report: AccuracyReport | None, seconds: float) -> Manifest:
+        tools = {"python", "numpy", "onnx", "onnxruntime"}
+        if model.pytorch is not None:
+            tools |= {"torch", "onnxscript"}
+        exported = self.exports.get(model.name)
+        versions = {**tool_versions(), **(exported[0].tools if exported else {})}
         return Manifest(
             artifact=artifact.name, kind=ArtifactKind.ONNX,
             artifact_sha256=sha256_file(artifact),
-            source_onnx=relative_to(model.onnx, self.spec.base_dir),
+            source_onnx=self._source_onnx(model),
             source_onnx_sha256=info.sha256, spec_sha256=self.spec.sha256,
             precision=model.precision.value,
-            tools={k: v for k, v in tool_versions().items()
-                   if k in ("python", "numpy", "onnx", "onnxruntime")},
+            tools={k: v for k, v in versions.items() if k in tools},
             options={"keep_fp32_ops": list(model.keep_fp32_ops)},
             accuracy=report.to_dict() if report else None,
             built_at=_now(), build_seconds=round(seconds, 3),
+            export=self._export_record(model),
         )
 
     def _plan_options(self, model: ModelSpec, info: OnnxModelInfo,
@@ -234,6 +269,7 @@ class _RepositoryBuilder:
                 built_at=_now(), build_seconds=round(time.monotonic() - started, 3),
                 reproduce=recipe.trtexec_command,
                 server_flags=trt.server_flags(options),
+                export=self._export_record(model),
             )
             write_manifest(manifest, tmp)
 
@@ -320,9 +356,13 @@ class _RepositoryBuilder:
         io = ", ".join(t.describe() for t in info.inputs + info.outputs)
         batch = (f"batch axis proven dynamic at 1 and {model.dynamic_batch_probe}"
                  if model.max_batch_size else "unbatched")
+        exported = ""
+        if model.name in self.exports:
+            record, export_cached = self.exports[model.name]
+            exported = f"{record.describe()}{' (cached)' if export_cached else ''}; "
         self.built.append(BuiltModel(
             name=model.name, kind="model", artifact=artifact, cached=cached, accuracy=report,
-            source=f"opset {info.opset}, onnx.checker ok, {batch}; {io}"))
+            source=f"{exported}opset {info.opset}, onnx.checker ok, {batch}; {io}"))
 
     # ---------------------------------------------------------------- Python steps
     def build_python_step(self, step: PythonStepSpec) -> None:
@@ -369,6 +409,41 @@ class _RepositoryBuilder:
     def _write(self, config: mc.ModelConfig, model_dir: Path) -> None:
         write_config(config, model_dir / "config.pbtxt")
         self.configs[config.name] = config
+
+
+def export_model(model: ModelSpec, *, base_dir: Path, cache: ArtifactCache,
+                 on_step: STEP_CALLBACK | None = None) -> tuple[ModelSpec, ExportRecord, bool]:
+    """(`model` built from its export, the export record, whether it was cached).
+
+    The export of a PyTorch source is cached by its module's source, the weights, the declared
+    inputs and outputs, the options and the exporter versions (`export_inputs`); a cache hit
+    imports no torch.
+    """
+    source = model.pytorch
+    if source is None:
+        raise ToolkitError(f"model {model.name!r} has no PyTorch source")
+    key = cache_key("export", export_inputs(model, base_dir=base_dir))
+
+    def export(tmp: Path) -> None:
+        if on_step is not None:
+            on_step(f"{model.name}: export {source.description} ({source.exporter.value} "
+                    "exporter) and check it against PyTorch")
+        export_source(model, tmp, base_dir=base_dir)
+
+    entry, cached = cache.produce("exports", key, export)
+    record = read_export_record(entry / EXPORT_RECORD_NAME)
+    if cached:
+        log.info("%s: %s (cached)", model.name, record.describe())
+    return replace(model, onnx=entry / EXPORTED_ONNX_NAME), record, cached
+
+
+def export_pytorch_sources(spec: BuildSpec, *, cache_dir: Path | None = None) -> BuildSpec:
+    """`spec` with every PyTorch-sourced model's `onnx` set to its (cached) export, for
+    code that reads the ONNX of every model directly (a reference run, a contract test)."""
+    cache = ArtifactCache(cache_dir or default_cache_dir(spec))
+    models = tuple(export_model(m, base_dir=spec.base_dir, cache=cache)[0]
+                   if m.pytorch is not None else m for m in spec.models)
+    return replace(spec, models=models)
 
 
 def _check_function(step: PythonStepSpec) -> None:
@@ -462,7 +537,9 @@ def build_repository(
                                      skip_plans=skip_plans, on_step=step,
                                      nominal_out=nominal_out or out,
                                      surface=_release_surface(release))
-        for model in spec.models:
+        # Every export first: a source that fails to export fails the build before any plan.
+        models = [builder.exported(model) for model in spec.models]
+        for model in models:
             builder.build_model(model)
         for python_step in spec.python_steps:
             builder.build_python_step(python_step)

@@ -33,7 +33,9 @@ class Manifest:
     artifact: str  # file name inside the version directory, e.g. "model.plan"
     kind: ArtifactKind
     artifact_sha256: str
-    source_onnx: str  # the spec's fp32 ONNX, relative to the spec's folder
+    # the spec's fp32 ONNX, relative to the spec's folder, or `pytorch:<factory>` for a model
+    # exported from a PyTorch source (see `export`)
+    source_onnx: str
     source_onnx_sha256: str
     spec_sha256: str
     precision: str
@@ -50,6 +52,9 @@ class Manifest:
     build_seconds: float = 0.0
     reproduce: str = ""  # for plans, an equivalent trtexec command line (relative paths)
     server_flags: tuple[str, ...] = ()  # flags tritonserver needs to load this artifact
+    # a PyTorch source's export record (tritonkit.export.ExportRecord.to_dict()): factory,
+    # module and weights sha256, exporter and why, torch version, the checks against PyTorch
+    export: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -105,6 +110,7 @@ def read_manifest(path: Path) -> Manifest:
             build_seconds=float(data.get("build_seconds", 0.0)),
             reproduce=data.get("reproduce", ""),
             server_flags=tuple(data.get("server_flags", ())),
+            export=data.get("export"),
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ToolkitError(f"{path}: not a valid build manifest ({e})") from e

@@ -21,11 +21,13 @@ from tritonkit.spec.overlay import SpecOverlay, merge_overlay
 from tritonkit.spec.types import (
     ADAPTER_PARAMETERS,
     ASSET_NAME_PATTERN,
+    AXIS_NAME_PATTERN,
     BYTES_STEP_QUEUE_DELAY_US,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_QUEUE_DELAY_US,
     FUNCTION_PATTERN,
     NAME_PATTERN,
+    ONNXRUNTIME_REPOSITORY,
     PARAMETER_NAME_PATTERN,
     SPEC_VERSION,
     TENSOR_NAME_PATTERN,
@@ -34,7 +36,10 @@ from tritonkit.spec.types import (
     AxisRange,
     BuildSpec,
     DataType,
+    DynamicAxis,
     DynamicBatching,
+    ExampleInput,
+    ExporterKind,
     HardwareCompatibility,
     ImageFormat,
     InstanceGroup,
@@ -45,6 +50,7 @@ from tritonkit.spec.types import (
     PipelineStep,
     Precision,
     PythonStepSpec,
+    PyTorchSource,
     QueueTimeoutAction,
     ServingOptions,
     TensorRTOptions,
@@ -331,12 +337,151 @@ def _onnxruntime(r: _Reader) -> OnnxRuntimeOptions:
     )
 
 
+_INTEGER_TYPES = {DataType.UINT8: 256, DataType.INT8: 128, DataType.INT32: 2**31,
+                  DataType.INT64: 2**63}  # dtype -> the largest `high` (exclusive bound)
+_PYTORCH_KEYS = {"factory", "weights", "exporter", "opset", "tolerance", "inputs", "outputs"}
+
+
+def _axis_key(r: _Reader, key: Any, rank: int) -> int:
+    """A `dynamic_axes` key: an axis index of the example shape (an int, or its digits)."""
+    axis = int(key) if isinstance(key, str) and key.isdigit() else key
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise r.fail(f"{key!r} is not an axis index: map axis numbers to names, e.g. "
+                     "{0: batch, 2: height}")
+    if not 0 <= axis < rank:
+        raise r.fail(f"axis {axis} is out of range for the example shape of rank {rank} "
+                     f"(axes 0..{rank - 1})", str(key))
+    return axis
+
+
+def _example_axes(r: _Reader, shape: tuple[int, ...]) -> dict[int, DynamicAxis]:
+    """`{axis: name}` or `{axis: {name, probe}}`; the probe defaults to example + 2 for axis 0
+    and twice the example for the others."""
+    if r.node is None:
+        return {}
+    if not isinstance(r.node, dict):
+        raise r.fail("must map axis numbers to names, e.g. {0: batch, 2: height}")
+    axes: dict[int, DynamicAxis] = {}
+    for key in r.node:
+        axis = _axis_key(r, key, len(shape))
+        a = _Reader(r.source, r.base_dir, r.node[key], f"{r.path}.{key}")
+        example = shape[axis]
+        probe: int = example + 2 if axis == 0 else 2 * example
+        if isinstance(a.node, dict):
+            a.mapping({"name", "probe"})
+            name = a.string("name", required=True)
+            probe = a.integer("probe", probe, minimum=1)
+            if probe == example:
+                raise a.fail(f"must differ from the example size {example}: the export is "
+                             "checked at a second size of every dynamic axis", "probe")
+        else:
+            name = a.node
+        if not isinstance(name, str) or not AXIS_NAME_PATTERN.match(name):
+            raise a.fail(f"{name!r} is not an axis name: use a Python identifier such as "
+                         "batch or height (it names the torch.export.Dim and the ONNX dim)")
+        if example < 2:
+            raise r.fail(f"axis {axis} ({name}) has example size {example}: torch.export "
+                         "fixes sizes 0 and 1, so a dynamic axis needs an example size >= 2",
+                         str(key))
+        if axis in axes:
+            raise r.fail(f"axis {axis} is declared twice", str(key))
+        axes[axis] = DynamicAxis(name=name, probe=probe)
+    return dict(sorted(axes.items()))
+
+
+def _example_input(r: _Reader) -> ExampleInput:
+    r.mapping({"name", "dtype", "shape", "dynamic_axes", "high"})
+    name = r.string("name", required=True)
+    if not TENSOR_NAME_PATTERN.match(name):
+        raise r.fail(f"{name!r} is not a valid tensor name", "name")
+    dtype = r.enum("dtype", DataType)
+    if dtype is DataType.BYTES:
+        raise r.fail("BYTES cannot be a PyTorch tensor: use a numeric dtype", "dtype")
+    shape = r.int_list("shape", minimum=1)
+    if not shape:
+        raise r.fail("must give the example input's shape, e.g. [1, 3, 64, 64]", "shape")
+    high = None
+    if r.has("high"):
+        if dtype not in _INTEGER_TYPES:
+            raise r.fail(f"applies to integer inputs only, not {dtype.value}", "high")
+        high = r.integer("high", minimum=1, maximum=_INTEGER_TYPES[dtype])
+    return ExampleInput(name=name, dtype=dtype, shape=shape,
+                        dynamic_axes=_example_axes(r.child("dynamic_axes"), shape), high=high)
+
+
+def _pytorch(r: _Reader, max_batch_size: int) -> PyTorchSource:
+    r.mapping(_PYTORCH_KEYS)
+    factory = r.string("factory", required=True)
+    if not FUNCTION_PATTERN.match(factory):
+        raise r.fail(f"{factory!r} must look like 'package.module:function' (a function that "
+                     "returns the torch.nn.Module)", "factory")
+    tolerance = r.number("tolerance") if r.has("tolerance") else 1e-4
+    if not tolerance > 0:
+        raise r.fail(f"must be > 0, got {tolerance}", "tolerance")
+    inputs = tuple(_example_input(i) for i in r.items("inputs", required=True))
+    if not inputs:
+        raise r.fail("must declare at least one input", "inputs")
+    _unique(r, "inputs", [i.name for i in inputs], "input")
+    outputs = r.node.get("outputs")
+    if (not isinstance(outputs, list) or not outputs
+            or not all(isinstance(o, str) and TENSOR_NAME_PATTERN.match(o) for o in outputs)):
+        raise r.fail("must list the output tensor names, in the order the model returns "
+                     f"them, e.g. [output]; got {outputs!r}", "outputs")
+    for i, output in enumerate(outputs):
+        if output in outputs[:i] or output in {t.name for t in inputs}:
+            raise r.fail(f"{output!r} is named twice: every input and output needs its own "
+                         "name", f"outputs[{i}]")
+    _check_shared_axes(r, inputs, max_batch_size)
+    return PyTorchSource(
+        factory=factory,
+        weights=r.path_value("weights"),
+        exporter=r.enum("exporter", ExporterKind, ExporterKind.DYNAMO),
+        opset=r.integer("opset", 18, minimum=13),
+        tolerance=tolerance,
+        inputs=inputs,
+        outputs=tuple(outputs),
+    )
+
+
+def _check_shared_axes(r: _Reader, inputs: tuple[ExampleInput, ...], max_batch_size: int) -> None:
+    """Axes that share a name are one dimension: one example size and one probe. With
+    max_batch_size > 0, axis 0 of every input is the (one) batch axis."""
+    seen: dict[str, tuple[int, int, str]] = {}  # name -> (example, probe, where)
+    for i, t in enumerate(inputs):
+        where = f"inputs[{i}].dynamic_axes"
+        if max_batch_size > 0 and 0 not in t.dynamic_axes:
+            raise r.fail(f"must declare axis 0 of {t.name!r} dynamic (e.g. {{0: batch}}): "
+                         f"max_batch_size {max_batch_size} batches along axis 0", where)
+        for axis, dim in t.dynamic_axes.items():
+            size = (t.shape[axis], dim.probe, f"{t.name!r} axis {axis}")
+            first = seen.setdefault(dim.name, size)
+            if size[:2] != first[:2]:
+                raise r.fail(f"axis {axis} ({dim.name}) has example size {size[0]} and probe "
+                             f"{size[1]}, but {first[2]}, also {dim.name}, has {first[0]} and "
+                             f"{first[1]}: axes sharing a name must agree", f"{where}.{axis}")
+    if max_batch_size > 0:
+        names = {t.dynamic_axes[0].name for t in inputs}
+        if len(names) > 1:
+            raise r.fail(f"axis 0 is the batch axis of every input, but it has the names "
+                         f"{', '.join(sorted(names))}: give them one name", "inputs")
+
+
 def _model(r: _Reader) -> ModelSpec:
-    r.mapping(_SERVING_KEYS | {"name", "onnx", "precision", "calibration", "accuracy",
-                               "keep_fp32_ops", "dynamic_batch_probe", "warmup", "tensorrt",
-                               "onnxruntime", "image_format"})
+    r.mapping(_SERVING_KEYS | {"name", "onnx", "pytorch", "precision", "calibration",
+                               "accuracy", "keep_fp32_ops", "dynamic_batch_probe", "warmup",
+                               "tensorrt", "onnxruntime", "image_format"})
     name = _name(r)
     serving = _serving(r)
+    if r.has("onnx") == r.has("pytorch"):
+        raise r.fail("must set exactly one of onnx (an ONNX file) and pytorch (a PyTorch "
+                     "source the builder exports)")
+    pytorch = None
+    if r.has("pytorch"):
+        pytorch = _pytorch(r.child("pytorch"), serving.max_batch_size)
+        onnx = (r.base_dir / ONNXRUNTIME_REPOSITORY / name / str(serving.version)
+                / "model.onnx")
+    else:
+        onnx = r.path_value("onnx", required=True)  # type: ignore[assignment]
     precision = r.enum("precision", Precision, Precision.FP32)
     accuracy = None
     if r.has("accuracy"):
@@ -371,7 +516,7 @@ def _model(r: _Reader) -> ModelSpec:
         probe = min(probe, serving.max_batch_size)
     return ModelSpec(
         name=name,
-        onnx=r.path_value("onnx", required=True),  # type: ignore[arg-type]
+        onnx=onnx,
         serving=serving,
         precision=precision,
         calibration=calibration,
@@ -382,6 +527,7 @@ def _model(r: _Reader) -> ModelSpec:
         tensorrt=_tensorrt(r.child("tensorrt"), serving.max_batch_size),
         onnxruntime=_onnxruntime(r.child("onnxruntime")),
         image_format=r.enum("image_format", ImageFormat, ImageFormat.NONE),
+        pytorch=pytorch,
     )
 
 

@@ -21,6 +21,11 @@ FUNCTION_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 PARAMETER_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # What an asset is called inside `<model dir>/assets/`: its source's own name, kept plain.
 ASSET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,100}$")
+# A dynamic axis of a PyTorch source: a torch.export.Dim name and the ONNX dim_param it becomes.
+AXIS_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Where `tritonkit build --target onnxruntime --out <this>` (run from the spec's folder) puts
+# each model's served ONNX: the ONNX a TensorRT plan of a transformed or exported model parses.
+ONNXRUNTIME_REPOSITORY = Path("build") / "onnxruntime_repository"
 # Parameters the adapter itself reads (or the builder writes): never an asset's parameter.
 ADAPTER_PARAMETERS = frozenset({
     parameter_names.FUNCTION, parameter_names.LABELS_FILE, parameter_names.MAX_ELEMENT_BYTES,
@@ -211,9 +216,62 @@ class ServingOptions:
     response_cache: bool = False
 
 
+class ExporterKind(str, Enum):
+    """How a PyTorch source becomes ONNX."""
+
+    # torch.export.export with a Dim per declared axis, then torch.onnx.export(dynamo=True)
+    DYNAMO = "dynamo"
+    # torch.onnx.export(dynamo=False): the fallback for models torch.export cannot trace
+    TORCHSCRIPT = "torchscript"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicAxis:
+    """A declared dynamic axis of an example input: its name (the torch.export.Dim and ONNX
+    dim_param) and the second size the export is checked at (`probe`)."""
+
+    name: str
+    probe: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExampleInput:
+    """One input of a PyTorch source: the example the export traces, and its dynamic axes."""
+
+    name: str
+    dtype: DataType
+    shape: tuple[int, ...]
+    dynamic_axes: Mapping[int, DynamicAxis] = field(default_factory=dict)  # axis -> its name
+    high: int | None = None  # integer inputs: example data in [0, high) (default 2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PyTorchSource:
+    """A model built from PyTorch: `factory` (`module:function`) returns the nn.Module, `weights`
+    (optional) is a state_dict file. The builder exports it to ONNX and checks the export."""
+
+    factory: str
+    weights: Path | None = None
+    exporter: ExporterKind = ExporterKind.DYNAMO
+    opset: int = 18
+    tolerance: float = 1e-4  # max abs diff of ONNX Runtime vs PyTorch
+    inputs: tuple[ExampleInput, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def description(self) -> str:
+        return f"pytorch:{self.factory}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """An ONNX model. Tensor names, dtypes and dims come from the ONNX file, not from the spec."""
+    """An ONNX model. Tensor names, dtypes and dims come from the ONNX file, not from the spec.
+
+    A model with a PyTorch source (`pytorch` set) has no ONNX of its own in the spec: the
+    loader sets `onnx` to where `tritonkit build --target onnxruntime --out
+    build/onnxruntime_repository` publishes it (`ONNXRUNTIME_REPOSITORY`), and
+    `build_repository` exports the source (cached) and builds from the export instead.
+    """
 
     name: str
     onnx: Path
@@ -227,6 +285,7 @@ class ModelSpec:
     tensorrt: TensorRTOptions = TensorRTOptions()
     onnxruntime: OnnxRuntimeOptions = OnnxRuntimeOptions()
     image_format: ImageFormat = ImageFormat.NONE  # checked against the ONNX input at build
+    pytorch: PyTorchSource | None = None  # the source `onnx` is exported from, when set
 
     @property
     def max_batch_size(self) -> int:

@@ -16,20 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from tritonkit.build.manifest import relative_to
-from tritonkit.spec import ModelSpec, Precision
+from tritonkit.spec import ONNXRUNTIME_REPOSITORY, ModelSpec, Precision
 from tritonkit.tensorrt.plan import PlanOptions, server_flags, trtexec_command
 
 RECIPE_NAME = "plan_recipe.json"
-# Where the recipe puts the transformed (fp16/int8) ONNX that TensorRT parses.
-TRANSFORMED_ONNX_REPOSITORY = Path("build") / "onnxruntime_repository"
+# Where the recipe puts the transformed (fp16/int8) or exported (PyTorch source) ONNX that
+# TensorRT parses: the served ONNX of an onnxruntime-target build run from the spec's folder.
+TRANSFORMED_ONNX_REPOSITORY = ONNXRUNTIME_REPOSITORY
 
 
 @dataclass(frozen=True, kw_only=True)
 class PlanRecipe:
     model: str
     precision: str
-    source_onnx: str  # the fp32 ONNX of the spec, relative to the spec's folder
-    parsed_onnx: str  # the ONNX TensorRT parses (the source, or its precision transform)
+    # the fp32 ONNX of the spec, relative to the spec's folder, or `pytorch:<factory>` for a
+    # PyTorch source
+    source_onnx: str
+    # the ONNX TensorRT parses (the source, or its export and/or precision transform)
+    parsed_onnx: str
     prepare: str  # the command that writes parsed_onnx ("" when it is the source)
     options: dict[str, Any]
     server_flags: tuple[str, ...]
@@ -43,14 +47,19 @@ class PlanRecipe:
 
 def plan_recipe(model: ModelSpec, options: PlanOptions, *, spec_path: Path,
                 repository: Path) -> PlanRecipe:
-    """The recipe of `model`'s plan in `repository`, commands run from the spec's folder."""
+    """The recipe of `model`'s plan in `repository`, commands run from the spec's folder.
+
+    A transformed (fp16/int8) or PyTorch-sourced model's plan parses the ONNX that an
+    onnxruntime-target build writes (`prepare`): never a path of the machine's build cache.
+    """
     base = spec_path.parent
     spec_name = relative_to(spec_path, base)
     repo = relative_to(repository, base) if repository.is_absolute() else repository.as_posix()
-    source = relative_to(model.onnx, base)
+    source = (model.pytorch.description if model.pytorch is not None
+              else relative_to(model.onnx, base))
     prepare = ""
     parsed = source
-    if model.precision is not Precision.FP32:
+    if model.precision is not Precision.FP32 or model.pytorch is not None:
         parsed = (TRANSFORMED_ONNX_REPOSITORY / model.name / str(model.serving.version)
                   / "model.onnx").as_posix()
         prepare = shlex.join(["tritonkit", "build", "--spec", spec_name,
