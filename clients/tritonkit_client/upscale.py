@@ -1,5 +1,5 @@
 """Super-resolution through a pipeline that takes one encoded image (PNG or JPEG, BYTES [1, 1])
-and returns the upscaled image as PNG, IMAGE BYTES [1, 1], with its size, SIZE INT32 [1, 2]
+and returns the upscaled image, PNG BYTES [1, 1] (a PNG file), with its size, SIZE INT32 [1, 2]
 (height, width) (the `super_resolution` pipeline of models.yaml).
 
 Images of different sizes cannot share a batch, so every image is its own request; the asyncio
@@ -21,7 +21,7 @@ from tritonkit_client.errors import InvalidInputError, ServerError
 from tritonkit_client.sync_client import TritonClient
 from tritonkit_client.tasks import images_tensor
 
-IMAGE_OUTPUT = "IMAGE"
+IMAGE_OUTPUT = "PNG"
 SIZE_OUTPUT = "SIZE"
 
 
@@ -35,7 +35,7 @@ class UpscaledImage:
 
 
 def parse_upscaled(outputs: dict[str, NDArray[Any]]) -> UpscaledImage:
-    """The one image of a response (IMAGE [1, 1] PNG bytes, SIZE [1, 2])."""
+    """The one image of a response (PNG [1, 1] bytes, SIZE [1, 2])."""
     try:
         image, size = np.asarray(outputs[IMAGE_OUTPUT]), np.asarray(outputs[SIZE_OUTPUT])
     except KeyError as e:

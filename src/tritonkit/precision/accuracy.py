@@ -17,6 +17,11 @@ reference model's FIRST graph output. Metrics (spec.AccuracyMetric):
   mAP@0.5 against the ground truth the holdout .npz carries (`gt_boxes` [N, M, 4] xyxy in
   model-input pixels, `gt_classes` [N, M], -1 padding); measured = reference mAP - candidate
   mAP, a maximum.
+- psnr_delta: for image-to-image models ([batch, 1, H, W] luma in [0, 1], e.g. super-resolution):
+  each output row is clipped to [0, 1] and scored by PSNR (dB, 2 px border crop, capped at
+  100 dB; tritonkit.processing.super_resolution.psnr_rows) against the ground truth the holdout
+  .npz carries (`target`, the same shape as the output); measured = mean reference PSNR - mean
+  candidate PSNR, a maximum. A candidate row with inf/NaN scores -inf dB (the delta is inf).
 
 Rows where the candidate is non-finite (inf/NaN: fp16 overflow) but the reference is finite
 count as the worst case: disagreement, cosine -1, difference inf. Higher-is-better metrics pass
@@ -71,6 +76,7 @@ from tritonkit.precision.samples import (
     sample_count,
 )
 from tritonkit.processing import detection
+from tritonkit.processing import super_resolution as sr
 from tritonkit.processing.text import mean_pool
 from tritonkit.spec import AccuracyBudget, AccuracyMetric, Precision
 
@@ -149,10 +155,12 @@ _FORMATS = {
     AccuracyMetric.MAX_ABS_DIFF: ".4g",
     AccuracyMetric.MEAN_POOLED_COSINE: ".6f",
     AccuracyMetric.MAP50_DELTA: ".4f",
+    AccuracyMetric.PSNR_DELTA: ".4f",
 }
 MASK_INPUT = "attention_mask"  # the encoder input mean_pooled_cosine pools over
 GT_BOXES_KEY = "gt_boxes"
 GT_CLASSES_KEY = "gt_classes"
+TARGET_KEY = "target"  # psnr_delta: ground-truth images, the output's shape, values in [0, 1]
 
 
 def budget_met(metric: AccuracyMetric, measured: float, threshold: float) -> bool:
@@ -165,8 +173,9 @@ def budget_met(metric: AccuracyMetric, measured: float, threshold: float) -> boo
 class _Accumulator:
     """Folds per-batch comparisons into one metric value over the whole sample set."""
 
-    def __init__(self, metric: AccuracyMetric) -> None:
+    def __init__(self, metric: AccuracyMetric, *, truth_source: str = "the ground truth") -> None:
         self.metric = metric
+        self.truth_source = truth_source
         self.rows = 0
         self.agree = 0
         self.worst_cosine = math.inf
@@ -177,6 +186,10 @@ class _Accumulator:
         self.truth: list[detection.ImageDetections] = []
         self.reference_map = math.nan
         self.candidate_map = math.nan
+        self.ref_psnr: list[np.ndarray] = []
+        self.cand_psnr: list[np.ndarray] = []
+        self.reference_psnr = math.nan
+        self.candidate_psnr = math.nan
 
     def add(self, ref: np.ndarray, cand: np.ndarray, *, batch: Mapping[str, np.ndarray],
             truth: Mapping[str, np.ndarray] | None = None) -> None:
@@ -184,6 +197,9 @@ class _Accumulator:
             ref, cand = _pooled(ref, batch), _pooled(cand, batch)
         elif self.metric is AccuracyMetric.MAP50_DELTA:
             self._add_detections(ref, cand, batch, truth)
+            return
+        elif self.metric is AccuracyMetric.PSNR_DELTA:
+            self._add_psnr(ref, cand, truth)
             return
         ref = np.asarray(ref, dtype=np.float64)
         cand = np.asarray(cand, dtype=np.float64)
@@ -238,6 +254,32 @@ class _Accumulator:
                 boxes=boxes[row][keep], classes=classes[row][keep],
                 scores=np.ones(int(keep.sum()), dtype=np.float32)))
 
+    def _add_psnr(self, ref: np.ndarray, cand: np.ndarray,
+                  truth: Mapping[str, np.ndarray] | None) -> None:
+        if truth is None or TARGET_KEY not in truth:
+            raise PrecisionError(f"psnr_delta needs ground truth: {self.truth_source} must hold "
+                                 f"{TARGET_KEY!r}, the target images shaped like the output")
+        target = np.asarray(truth[TARGET_KEY])
+        if target.shape != ref.shape:
+            raise PrecisionError(
+                f"psnr_delta: {self.truth_source}: key {TARGET_KEY!r} has shape "
+                f"{list(target.shape)} for these rows, but the model output has shape "
+                f"{list(ref.shape)}; they must match ([batch, 1, H, W] luma in [0, 1])")
+        if ref.ndim < 3 or min(ref.shape[-2:]) <= 2 * sr.BORDER:
+            raise PrecisionError(f"psnr_delta needs image outputs [batch, ..., H, W] larger than "
+                                 f"{2 * sr.BORDER}x{2 * sr.BORDER}, got shape {list(ref.shape)}")
+        rows = ref.shape[0]
+        ref_ok = np.isfinite(ref).reshape(rows, -1).all(axis=1)
+        cand_ok = np.isfinite(cand).reshape(rows, -1).all(axis=1)
+        self.nonfinite_rows += int(np.sum(~cand_ok & ref_ok))
+        self.rows += rows
+        truth_01 = np.clip(target.astype(np.float64), 0.0, 1.0)
+        for output, sink in ((ref, self.ref_psnr), (cand, self.cand_psnr)):
+            clipped = np.clip(np.nan_to_num(np.asarray(output, dtype=np.float64), nan=0.0),
+                              0.0, 1.0)
+            sink.append(sr.psnr_rows(clipped, truth_01, peak=1.0, crop=sr.BORDER))
+        self.cand_psnr[-1] = np.where(cand_ok | ~ref_ok, self.cand_psnr[-1], -np.inf)
+
     def value(self) -> float:
         if self.metric is AccuracyMetric.TOP1_AGREEMENT:
             return self.agree / self.rows if self.rows else math.nan
@@ -251,6 +293,12 @@ class _Accumulator:
             self.reference_map = reference
             self.candidate_map = candidate
             return reference - candidate
+        if self.metric is AccuracyMetric.PSNR_DELTA:
+            if not self.rows:
+                return math.nan
+            self.reference_psnr = float(np.mean(np.concatenate(self.ref_psnr)))
+            self.candidate_psnr = float(np.mean(np.concatenate(self.cand_psnr)))
+            return self.reference_psnr - self.candidate_psnr
         return self.max_diff
 
 
@@ -467,10 +515,12 @@ def compare(
     *,
     output_name: str | None = None,
     truth: Mapping[str, np.ndarray] | None = None,
+    truth_source: str = "the ground truth",
 ) -> Comparison:
     """Run both models on `samples` and compare one output (default: the reference's first).
 
-    `truth` holds the ground-truth arrays map50_delta needs (rows aligned with `samples`).
+    `truth` holds the ground-truth arrays map50_delta and psnr_delta need (rows aligned with
+    `samples`); `truth_source` names where they came from in error messages.
     """
     reference, candidate = Path(reference), Path(candidate)
     (ref_sess, _), (cand_sess, mode) = (_session(reference, "reference"),
@@ -484,7 +534,7 @@ def compare(
     feed = conform_samples(samples, inputs, model=str(reference), purpose=SamplePurpose.HOLDOUT)
     total = sample_count(feed)
     batch_size = batch_size_for(inputs, total, model=str(reference))
-    acc = _Accumulator(metric)
+    acc = _Accumulator(metric, truth_source=truth_source)
     start = 0
     for batch in iter_batches(feed, batch_size):
         ref_out = _run(ref_sess, reference, name, batch)
@@ -501,6 +551,10 @@ def compare(
         delta = acc.value()
         log.info("%s: mAP@0.5 reference %.4f, candidate %.4f (delta %.4f)", candidate,
                  acc.reference_map, acc.candidate_map, delta)
+    if metric is AccuracyMetric.PSNR_DELTA and acc.rows:
+        delta = acc.value()
+        log.info("%s: PSNR reference %.4f dB, candidate %.4f dB (delta %.4f dB)", candidate,
+                 acc.reference_psnr, acc.candidate_psnr, delta)
     if acc.nonfinite_rows:
         log.warning("%s: %d of %d rows of output %r are inf/NaN where the reference is finite",
                     candidate, acc.nonfinite_rows, acc.rows, name)
@@ -550,8 +604,15 @@ def evaluate_accuracy(
     if budget.metric is AccuracyMetric.MAP50_DELTA:
         truth = load_samples(Path(budget.holdout), [GT_BOXES_KEY, GT_CLASSES_KEY],
                              purpose=SamplePurpose.HOLDOUT)
+    elif budget.metric is AccuracyMetric.PSNR_DELTA:
+        try:
+            truth = load_samples(Path(budget.holdout), [TARGET_KEY],
+                                 purpose=SamplePurpose.HOLDOUT)
+        except PrecisionError as e:
+            raise PrecisionError(f"psnr_delta needs the ground-truth images under key "
+                                 f"{TARGET_KEY!r} of the holdout {budget.holdout}: {e}") from e
     result = compare(reference, candidate, samples, budget.metric, output_name=output_name,
-                     truth=truth)
+                     truth=truth, truth_source=f"holdout {budget.holdout}")
     threshold = float(budget.threshold)
     return AccuracyReport(
         model_name=model_name,

@@ -13,7 +13,9 @@ from functools import lru_cache
 import numpy as np
 
 from tritonkit.processing import classification, detection, images, text
+from tritonkit.processing import super_resolution as sr
 from tritonkit.processing.step_api import (
+    StepConfigError,
     StepContext,
     StepInputError,
     StepResult,
@@ -293,3 +295,63 @@ def mean_pool_embeddings(inputs: Mapping[str, np.ndarray], context: StepContext)
         raise StepInputError(f"input {HIDDEN!r} must be floating point, got {hidden.dtype}")
     normalize = str(context.parameters.get("normalize", "true")).lower() != "false"
     return StepResult(outputs={EMBEDDING: text.mean_pool(hidden, mask, normalize=normalize)})
+
+
+# --- x2 super-resolution on the luma ------------------------------------------------------
+
+LUMA = "LUMA"
+CHROMA = "CHROMA"
+UPSCALED = "UPSCALED"
+SIZE = "SIZE"
+PNG = "PNG"  # the upscaled image (the ensemble's input is IMAGE: one name per tensor)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpscaleBound:
+    max_height: int
+    max_width: int
+
+
+def upscale_bound(context: StepContext) -> UpscaleBound:
+    """The parameters max_height and max_width (both required, positive): the largest input
+    image the pipeline accepts. Bad values fail the model load."""
+    try:
+        bound = UpscaleBound(max_height=_parse_int(context.parameters, "max_height"),
+                             max_width=_parse_int(context.parameters, "max_width"))
+    except StepInputError as e:
+        raise StepConfigError(f"{e} (the upscale_decode step needs max_height and max_width, "
+                              "the largest input image in pixels)") from e
+    if bound.max_height <= 0 or bound.max_width <= 0:
+        raise StepConfigError(f"max_height and max_width must be positive, got "
+                              f"{bound.max_height}x{bound.max_width}")
+    return bound
+
+
+@prepared_by(upscale_bound)
+def upscale_decode(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """IMAGE (BYTES [B, 1], PNG/JPEG) -> LUMA float32 [B, 1, H, W] (Y in [0, 1]) and CHROMA
+    float32 [B, 2, H, W] (Cb, Cr in [0, 1]) at the image's own size.
+
+    Grayscale and RGBA images are converted to RGB first. Row errors: undecodable or empty
+    bytes, empty images, images above max_height x max_width (parameters). Images of different
+    sizes in one batch raise StepInputError (they cannot be stacked): the Triton adapter then
+    runs each request alone, so only a request mixing sizes itself fails.
+    """
+    bound = context.prepared(upscale_bound)
+    rows = _image_rows(require_input(inputs, IMAGE))
+    luma, chroma, errors = sr.decode_ycbcr(list(rows), max_height=bound.max_height,
+                                           max_width=bound.max_width)
+    return StepResult(outputs={LUMA: luma, CHROMA: chroma}, errors=errors)
+
+
+def upscale_encode(inputs: Mapping[str, np.ndarray], context: StepContext) -> StepResult:
+    """UPSCALED float [B, 1, H, W] (the network's luma) + CHROMA float [B, 2, h, w] -> PNG
+    (BYTES [B, 1], the RGB result) and SIZE (INT32 [B, 2]: height, width).
+
+    The chroma is upscaled with PIL bicubic to H x W and merged with the luma (rounded to
+    uint8); PIL converts YCbCr to RGB. Same pixels, same PNG bytes. Rows holding NaN or Inf are
+    row errors.
+    """
+    encoded, sizes, errors = sr.encode_upscaled(require_input(inputs, UPSCALED),
+                                                require_input(inputs, CHROMA))
+    return StepResult(outputs={PNG: encoded, SIZE: sizes}, errors=errors)

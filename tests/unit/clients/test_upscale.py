@@ -14,7 +14,7 @@ from tritonkit_client.upscale import parse_upscaled
 def _outputs(png: object, size: list[int]) -> dict[str, np.ndarray]:
     image = np.empty((1, 1), dtype=np.object_)
     image[0, 0] = png
-    return {"IMAGE": image, "SIZE": np.asarray([size], dtype=np.int32)}
+    return {"PNG": image, "SIZE": np.asarray([size], dtype=np.int32)}
 
 
 def test_parse_upscaled_reads_png_and_size() -> None:
@@ -23,7 +23,7 @@ def test_parse_upscaled_reads_png_and_size() -> None:
 
 
 @pytest.mark.parametrize(("outputs", "match"), [
-    ({"IMAGE": np.empty((1, 1), dtype=np.object_)}, "did not return output 'SIZE'"),
+    ({"PNG": np.empty((1, 1), dtype=np.object_)}, "did not return output 'SIZE'"),
     (_outputs(b"png", [1, 2, 3]), "unexpected super-resolution output shapes"),
     (_outputs(b"", [2, 2]), "empty image"),
 ])
