@@ -73,15 +73,24 @@ GT_CLASSES_KEY = "gt_classes"  # holdout: [N, M] int64, -1 padded
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
+    """Measured on 2 cores (holdout mAP@0.5, CPU seconds of the whole build): 16 epochs of
+    batch 32 at 3e-3 gave 0.899 in ~440 CPU s (2 threads); at batch 32, 10 epochs gave 0.805
+    and 12 gave 0.870. Batch 16 at 6e-3 (twice the steps, same cost per image) in channels-last
+    gave 0.878 in 9 epochs and 0.891 in 10 (~120 CPU s; demo split 0.881), fp16/int8
+    map50_delta 0.000/0.002. One thread: the builders run side by side, one per core, and a
+    second thread cost more CPU than it saved. The thread count is part of the result
+    (reduction order): it is in the stamp, and the same count gives the same bytes.
+    """
+
     train_images: int = 1600
     holdout_images: int = 200
     calibration_images: int = 128
-    epochs: int = 16
-    batch_size: int = 32
-    learning_rate: float = 3e-3
+    epochs: int = 10
+    batch_size: int = 16
+    learning_rate: float = 6e-3
     weight_decay: float = 5e-4
     center_radius: float = 1.5  # positives: grid cells within this many strides of the centre
-    threads: int = 2
+    threads: int = 1
     seed: int = SEED
 
 
@@ -239,21 +248,31 @@ def _focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (alpha * (1 - p_t) ** 2 * ce).sum()
 
 
+def _set_memory_format(model: nn.Module, memory_format: torch.memory_format) -> None:
+    """`model.to(memory_format=...)`, which torch's type stubs do not declare."""
+    model.to(memory_format=memory_format)  # type: ignore[call-overload]
+
+
 def train(pixels: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray,
           config: TrainingConfig) -> ShapesDetector:
-    """Train deterministically (seeded, deterministic algorithms, fixed threads)."""
+    """Train deterministically (seeded, deterministic algorithms, fixed threads).
+
+    Trains in channels-last memory format (~15% less CPU per image with oneDNN, measured);
+    the returned model is back in the default format for export.
+    """
     positive, classes, boxes = assign_targets(gt_boxes, gt_classes, radius=config.center_radius)
     cls_target = np.zeros((len(pixels), CLASSES, GRID * GRID), dtype=np.float32)
     n_idx, a_idx = np.nonzero(positive)
     cls_target[n_idx, classes[n_idx, a_idx], a_idx] = 1.0
     with deterministic_torch(config.seed, threads=config.threads) as generator:
         model = ShapesDetector()
+        _set_memory_format(model, torch.channels_last)
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate,
                                       weight_decay=config.weight_decay)
         steps = config.epochs * -(-len(pixels) // config.batch_size)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate,
                                                         total_steps=steps, pct_start=0.15)
-        x = torch.from_numpy(pixels)
+        x = torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
         t_cls = torch.from_numpy(cls_target)
         t_pos = torch.from_numpy(positive)
         t_box = torch.from_numpy(boxes)
@@ -278,6 +297,7 @@ def train(pixels: np.ndarray, gt_boxes: np.ndarray, gt_classes: np.ndarray,
             log.info("detector epoch %d/%d: loss %.4f", epoch + 1, config.epochs,
                      total / len(x))
         model.eval()
+    _set_memory_format(model, torch.contiguous_format)
     return model
 
 
