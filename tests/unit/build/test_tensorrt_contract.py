@@ -23,6 +23,7 @@ from tests.tensorrt_double import (
     uncovered_dynamic_dims,
 )
 from tritonkit import releases
+from tritonkit.build import export_pytorch_sources
 from tritonkit.build.onnx_inspect import inspect_onnx
 from tritonkit.errors import EngineBuildError
 from tritonkit.spec import BuildSpec, HardwareCompatibility, ModelSpec, load_spec
@@ -41,10 +42,12 @@ IDS = [name for name, _, _ in TARGETS]
 
 
 def _spec(release: str | None) -> BuildSpec:
-    missing = [m.onnx for m in load_spec(SPEC).models if not m.onnx.is_file()]
+    spec = load_spec(SPEC, release=release)  # refuses options the release's TensorRT lacks
+    inputs = [m.onnx if m.pytorch is None else m.pytorch.weights for m in spec.models]
+    missing = [path for path in inputs if path is not None and not path.is_file()]
     if missing:
         pytest.skip(f"the example artifacts are not built ({missing[0]}); run `make models`")
-    return load_spec(SPEC, release=release)  # refuses options the release's TensorRT lacks
+    return export_pytorch_sources(spec)  # PyTorch sources: their (cached) export
 
 
 @pytest.fixture(params=TARGETS, ids=IDS)
