@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from multiprocessing import shared_memory
 from pathlib import Path
 
@@ -163,11 +164,21 @@ def test_marked_processes_finds_the_peers_processes_by_their_environment() -> No
     assert pt.marked_processes(marker) == []
 
 
+def _wait_for_exec(pid: int, argument: str) -> None:
+    """Until the child has exec'd: between fork and exec its cmdline is still pytest's."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while argument.encode() not in cmdline.read_bytes():
+        assert time.monotonic() < deadline, f"process {pid} never showed {argument}"
+        time.sleep(0.01)
+
+
 def test_model_directories_are_read_from_the_stubs_command_lines() -> None:
     stub = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                              "/tmp/folderAbC123/1/model.py", "/home/folderX/1/model.py",
                              "/tmp/folderZ/model.py", "digits_0_0"])
     try:
+        _wait_for_exec(stub.pid, "/tmp/folderAbC123/1/model.py")
         assert pt._model_dirs_of([stub.pid]) == {Path("/tmp/folderAbC123")}
     finally:
         stub.kill()
