@@ -47,7 +47,6 @@ from tritonkit.build.manifest import (
     GpuInfo,
     Manifest,
     relative_to,
-    sha256_file,
     write_manifest,
 )
 from tritonkit.build.onnx_inspect import (
@@ -70,6 +69,7 @@ from tritonkit.export import (
     export_source,
     read_export_record,
 )
+from tritonkit.hashing import sha256_file
 from tritonkit.precision.accuracy import AccuracyReport, check_accuracy
 from tritonkit.precision.samples import load_samples
 from tritonkit.precision.transforms import transform_fingerprint, transform_precision

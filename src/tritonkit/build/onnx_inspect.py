@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from tritonkit.build.manifest import sha256_file
 from tritonkit.errors import OnnxModelError
+from tritonkit.hashing import sha256_file
 from tritonkit.spec import DataType
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ torch is imported only inside `load_pytorch_model`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import logging
 import sys
@@ -22,14 +21,6 @@ if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def factory_module_file(factory: str, base_dir: Path) -> Path | None:

@@ -23,7 +23,8 @@ from tritonkit.export.record import (
     ExportRecord,
     write_export_record,
 )
-from tritonkit.export.source import factory_module_file, load_pytorch_model, sha256_file
+from tritonkit.export.source import factory_module_file, load_pytorch_model
+from tritonkit.hashing import sha256_file
 from tritonkit.spec import ExampleInput, ModelSpec, PyTorchSource
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from tests.onnx_factories import make_image_model
-from tritonkit.build.manifest import ArtifactKind, Manifest, sha256_file, write_manifest
+from tritonkit.build.manifest import ArtifactKind, Manifest, write_manifest
+from tritonkit.hashing import sha256_file
 from tritonkit.repository.config_io import CONFIG_NAME, write_config
 
 BATCH = 8
