@@ -75,7 +75,8 @@ def merge_ycbcr(luma_plane: np.ndarray, chroma: np.ndarray) -> np.ndarray:
                              f"{list(y.shape)} and {list(c.shape)}")
     height, width = y.shape[1:]
     if min(height, width, *c.shape[1:]) < 1:
-        raise StepInputError(f"empty planes: luma {list(y.shape)}, chroma {list(c.shape)}")
+        raise StepInputError(f"empty shape: luma {list(y.shape)}, chroma {list(c.shape)}: an "
+                             "image needs at least one pixel")
     planes = [Image.fromarray(_to_uint8(y[0]), mode="L")]
     for plane in _to_uint8(c):
         image = Image.fromarray(plane, mode="L")
@@ -178,8 +179,10 @@ def encode_upscaled(
                              f"{c.dtype}{list(c.shape)}")
     if y.shape[0] != c.shape[0]:
         raise StepInputError(f"upscaled luma has {y.shape[0]} rows, chroma {c.shape[0]}")
-    if min(y.shape[2:] + c.shape[2:]) < 1:
-        raise StepInputError(f"empty planes: luma {list(y.shape)}, chroma {list(c.shape)}")
+    for name, planes in (("upscaled luma", y), ("chroma", c)):
+        if min(planes.shape[2:]) < 1:
+            raise StepInputError(f"{name} has an empty shape {list(planes.shape)}: an image "
+                                 "needs at least one pixel")
     finite = np.isfinite(y.reshape(len(y), -1)).all(axis=1) & \
         np.isfinite(c.reshape(len(c), -1)).all(axis=1)
     errors = {int(row): "the upscaled image contains NaN or Inf"

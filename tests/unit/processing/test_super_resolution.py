@@ -233,6 +233,10 @@ def test_upscale_encode_non_finite_row_fails_alone() -> None:
     (np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 3, 2, 2), np.float32), "chroma"),
     (np.zeros((2, 1, 4, 4), np.float32), np.zeros((1, 2, 2, 2), np.float32), "rows"),
     (np.zeros((1, 1, 4, 4), np.int32), np.zeros((1, 2, 2, 2), np.float32), "float"),
+    (np.zeros((1, 1, 4, 0), np.float32), np.zeros((1, 2, 4, 4), np.float32),
+     r"empty shape \[1, 1, 4, 0\]"),
+    (np.zeros((1, 1, 4, 4), np.float32), np.zeros((1, 2, 0, 2), np.float32),
+     r"empty shape \[1, 2, 0, 2\]"),
 ])
 def test_upscale_encode_rejects_bad_tensors(upscaled: np.ndarray, chroma: np.ndarray,
                                             needle: str) -> None:
