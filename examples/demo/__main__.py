@@ -1,9 +1,9 @@
 """`python -m examples.demo`: build the example repository, serve it on a real local Triton, and
-run the
-three example pipelines over HTTP and gRPC: digits classification (accuracy on the test split),
-shape detection (mAP@0.5 on unseen synthetic images) and text embeddings (cosine against
-sentence-transformers on unseen sentences). Each figure is compared with the in-process one;
-exits non-zero when a served figure differs from it or a figure is below its bar."""
+run the four example pipelines over HTTP and gRPC: digits classification (accuracy on the test
+split), shape detection (mAP@0.5 on unseen synthetic images), text embeddings (cosine against
+sentence-transformers on unseen sentences) and x2 super-resolution (PSNR on held-out
+photographs, against bicubic). Each figure is compared with the in-process one; exits non-zero
+when a served figure differs from it or a figure is below its bar."""
 
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ from rich.progress import Progress
 from rich.table import Table
 from tritonkit_client import ClientError
 
-from examples.demo.detection import DetectionReport, run_detection
+from examples.demo.detection import run_detection
 from examples.demo.digits import DigitsReport, run_digits
-from examples.demo.embeddings import EmbeddingReport, run_embeddings
+from examples.demo.embeddings import run_embeddings
+from examples.demo.summary import summary_lines
+from examples.demo.super_resolution import run_super_resolution
 from examples.model_zoo import ModelZooError
 from examples.model_zoo.detector import build_detector
 from examples.model_zoo.digits import build_digits, encoded_split
+from examples.model_zoo.super_resolution import build_super_resolution
 from examples.model_zoo.text_encoder import export_text_encoder
 from tritonkit.build import build_repository, resolve_target
 from tritonkit.errors import ToolkitError
 from tritonkit.server import LocalTriton
 from tritonkit.spec import Target, applicable_overlay, load_overlay, load_spec
-
-MIN_MAP50 = 0.8
-MIN_COSINE = 0.999
 
 console = Console()
 
@@ -53,29 +53,6 @@ def _report(report: DigitsReport) -> None:
     for i in range(5):
         shown = ", ".join(f"{c.label} ({c.score:.3f})" for c in report.runs[-1].predictions[i])
         console.print(f"  image {i}: true {report.labels[i]} -> {shown}")
-
-
-def _summary(digits: DigitsReport, detection: DetectionReport,
-             embeddings: EmbeddingReport) -> bool:
-    """One line per pipeline per protocol; True when every figure equals in-process."""
-    same_digits = {r.protocol: bool((r.top1 == digits.reference_top1).all()) for r in digits.runs}
-    lines = []
-    for run in digits.runs:
-        lines.append((f"classification accuracy {run.protocol:<4} {run.accuracy:.4f} "
-                      f"(in-process {digits.reference_accuracy:.4f})", same_digits[run.protocol]))
-    for d in detection.runs:
-        ok = abs(d.map50 - detection.reference_map50) <= 1e-4 and d.map50 >= MIN_MAP50
-        lines.append((f"detection mAP@0.5       {d.protocol:<4} {d.map50:.4f} "
-                      f"(in-process {detection.reference_map50:.4f}, bar {MIN_MAP50})", ok))
-    for e in embeddings.runs:
-        ok = abs(e.min_cosine - embeddings.reference_min_cosine) <= 1e-5 and \
-            e.min_cosine >= MIN_COSINE
-        lines.append((f"embedding cosine        {e.protocol:<4} {e.min_cosine:.6f} "
-                      f"(in-process {embeddings.reference_min_cosine:.6f}, bar {MIN_COSINE})",
-                      ok))
-    for text, ok in lines:
-        console.print(f"{text} {'OK' if ok else 'MISMATCH'}", highlight=False)
-    return all(ok for _, ok in lines)
 
 
 _ORT_MODEL = re.compile(r'onnxruntime\.cc:\d+\] "TRITONBACKEND_ModelInitialize: (\S+) \(version')
@@ -102,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             build_digits(artifacts / "digits")
             build_detector(artifacts / "detector")
             export_text_encoder(artifacts / "text_encoder")
+            build_super_resolution(artifacts / "super_resolution")
         overlay = applicable_overlay(load_overlay(args.overlay) if args.overlay else None,
                                      requested=Target(args.target),
                                      resolved=resolve_target(Target(args.target)))
@@ -130,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                 detection = run_detection(args.out, spec, server.urls)
             with console.status("embedding sentences over HTTP and gRPC…"):
                 embeddings = run_embeddings(args.out, spec, server.urls)
+            with console.status("upscaling held-out photographs over HTTP and gRPC…"):
+                upscaled = run_super_resolution(args.out, spec, server.urls)
         finally:
             with console.status("stopping the server…"):
                 server.stop()
@@ -139,8 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     _report(report)
     console.print(f"detection: {detection.images} unseen synthetic images, "
                   f"{detection.objects} objects; embeddings: {embeddings.sentences} unseen "
-                  "sentences vs sentence-transformers")
-    consistent = _summary(report, detection, embeddings)
+                  f"sentences vs sentence-transformers; super-resolution: {upscaled.images} "
+                  "held-out photographs (x2, PSNR on Y)")
+    lines = summary_lines(report, detection, embeddings, upscaled)
+    for text, ok in lines:
+        console.print(f"{text} {'OK' if ok else 'MISMATCH'}", highlight=False, soft_wrap=True)
+    consistent = all(ok for _, ok in lines)
     if not (report.consistent and consistent):
         print("Mismatch: a served result differs from the in-process result or is below its "
               "bar", file=sys.stderr)

@@ -10,6 +10,7 @@ import pytest
 from examples.model_zoo.detector import build_detector
 from examples.model_zoo.digits import build_digits
 from examples.model_zoo.resnet import build_resnet
+from examples.model_zoo.super_resolution import build_super_resolution
 from examples.model_zoo.text_encoder import export_text_encoder
 from tritonkit.build.builder import build_repository
 from tritonkit.server.local_triton import LocalTriton, ServerURLs, find_orphans
@@ -25,6 +26,7 @@ def example_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_resnet(REPO_ROOT / "artifacts" / "resnet")
     build_detector(REPO_ROOT / "artifacts" / "detector")  # cached by `make models`
     export_text_encoder(REPO_ROOT / "artifacts" / "text_encoder")
+    build_super_resolution(REPO_ROOT / "artifacts" / "super_resolution")
     out = tmp_path_factory.mktemp("served") / "model_repository"
     build_repository(load_spec(REPO_ROOT / "models.yaml"), target=Target.LOCAL, out=out,
                      remember=False)
