@@ -75,6 +75,13 @@ def sniff_format(blob: bytes) -> ImageFormat:
         f"unrecognized image data (first bytes {blob[:8].hex()}; supported: {supported})")
 
 
+def _png_declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk (the first chunk), or None without one."""
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode one PNG or JPEG fully; raise InvalidImageError naming what is wrong with it."""
     if not isinstance(blob, bytes | bytearray | memoryview):
@@ -83,6 +90,9 @@ def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     if not data:
         raise InvalidImageError("image is empty (0 bytes)")
     fmt = sniff_format(data)
+    declared = _png_declared_size(data) if fmt is ImageFormat.PNG else None
+    if declared is not None and 0 in declared:  # PIL refuses these as corrupt
+        raise InvalidImageError(f"PNG image has empty dimensions {declared[0]}x{declared[1]}")
     try:
         image = Image.open(io.BytesIO(data), formats=(fmt.value,))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

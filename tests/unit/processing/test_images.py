@@ -155,6 +155,14 @@ def test_bomb_header_is_refused_before_decoding() -> None:
     assert time.perf_counter() - start < 1.0
 
 
+@pytest.mark.parametrize(("width", "height"), [(0, 16), (16, 0), (0, 0)])
+def test_a_zero_sized_png_is_named_as_such(width: int, height: int) -> None:
+    """PIL refuses to open it; the error says the header declares no pixels, not 'corrupt'."""
+    with pytest.raises(InvalidImageError,
+                       match=f"PNG image has empty dimensions {width}x{height}"):
+        decode_image(png_header_only(width, height))
+
+
 def test_pil_decompression_bomb_error_is_translated() -> None:
     # Above PIL's own hard limit (2 * MAX_IMAGE_PIXELS) even when our limit is generous.
     with pytest.raises(InvalidImageError, match="decompression bomb"):
