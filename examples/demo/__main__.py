@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                           f"{server.urls.grpc}")
             native = onnxruntime_models(args.out.parent / "tritonserver.log")
             console.print(f"model steps on Triton's ONNX Runtime backend (server log): "
-                          f"{', '.join(native) or 'none'}", highlight=False)
+                          f"{', '.join(native) or 'none'}", highlight=False, soft_wrap=True)
             with Progress(console=console, transient=True) as progress:
                 tasks = {p: progress.add_task(f"classifying over {p}", total=len(images))
                          for p in ("HTTP", "gRPC")}

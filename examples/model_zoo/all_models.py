@@ -58,9 +58,11 @@ class _Printer:
             _out(f"{model:<{self._width}} | {text}")
 
 
-def _out(text: str, *, stream: TextIO = sys.stdout) -> None:
-    stream.write(text + "\n")
-    stream.flush()
+def _out(text: str, *, stream: TextIO | None = None) -> None:
+    """One line to `stream` (default: sys.stdout as it is now, so a capture sees it)."""
+    target = stream or sys.stdout
+    target.write(text + "\n")
+    target.flush()
 
 
 def _command(model: str, artifacts: Path) -> list[str]:

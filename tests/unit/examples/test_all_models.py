@@ -202,3 +202,9 @@ def test_the_makefile_builds_every_model_longest_first() -> None:
     models = found.group(1).split()
     assert sorted(models) == sorted(all_models.OUT_DIRS)
     assert models[0] == "detector"  # the longest builder (~120 CPU s) starts first
+
+
+def test_lines_go_to_the_current_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """Not to the stdout of import time: a capture (pytest's, a caller's) sees them."""
+    all_models._out("detector | ok")
+    assert capsys.readouterr().out == "detector | ok\n"
