@@ -96,6 +96,28 @@ def make_sequence_encoder(path: Path, *, second_axis: str | None = "sequence") -
     return save_graph(graph, path)
 
 
+def make_upscaler(path: Path, *, scale: int = 2) -> Path:
+    """low_res[batch, 1, height, width] -> Conv 3x3 -> DepthToSpace(scale)
+    -> high_res[batch, 1, scale*height, scale*width] (ESPCN-like I/O, any height and width)."""
+    rng = np.random.default_rng(3)
+    channels = scale * scale
+    w = numpy_helper.from_array(rng.normal(0, 0.3, (channels, 1, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(channels, np.float32), "b")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["low_res", "w", "b"], ["features"], pads=[1, 1, 1, 1]),
+            helper.make_node("DepthToSpace", ["features"], ["high_res"], blocksize=scale),
+        ],
+        "upscaler",
+        [helper.make_tensor_value_info("low_res", TensorProto.FLOAT,
+                                       ["batch", 1, "height", "width"])],
+        [helper.make_tensor_value_info("high_res", TensorProto.FLOAT,
+                                       ["batch", 1, "high_height", "high_width"])],
+        initializer=[w, b],
+    )
+    return save_graph(graph, path)
+
+
 # A tokenizer step (max_length 64) feeding make_sequence_encoder's model "enc.onnx".
 SEQUENCE_PIPELINE_SPEC = """
 models:
@@ -118,4 +140,18 @@ pipelines:
     steps:
       - tok
       - {model: enc, inputs: {ids: IDS, mask: MASK}}
+"""
+
+
+# make_upscaler's model "up.onnx" with TensorRT ranges for height and width besides batch.
+UPSCALER_SPEC = """
+models:
+  - name: upscaler
+    onnx: up.onnx
+    max_batch_size: 4
+    tensorrt:
+      opt_batch_size: 1
+      dynamic_axes:
+        height: {min: 8, opt: 32, max: 64}
+        width: {min: 8, opt: 32, max: 64}
 """

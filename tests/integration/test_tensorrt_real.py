@@ -1,6 +1,7 @@
 """Real TensorRT builds: tiny ONNX models become plans that deserialize with their profiles and
-compute what ONNX Runtime computes (Polygraphy's comparator), one plan per precision and one
-with a dynamic sequence axis besides batch.
+compute what ONNX Runtime computes (Polygraphy's comparator), one plan per precision, one
+with a dynamic sequence axis besides batch, and one with dynamic height and width (the
+super-resolution model's profile).
 
 Runs only where TensorRT and an NVIDIA GPU are present (the NGC TensorRT container); skipped
 elsewhere with the reason. Nothing here is faked.
@@ -16,9 +17,11 @@ import pytest
 
 from tests.onnx_factories import (
     SEQUENCE_PIPELINE_SPEC,
+    UPSCALER_SPEC,
     make_classifier,
     make_image_model,
     make_sequence_encoder,
+    make_upscaler,
 )
 from tritonkit.build.onnx_inspect import inspect_onnx
 from tritonkit.errors import EngineBuildError
@@ -167,3 +170,23 @@ def test_a_plan_with_a_dynamic_sequence_axis_takes_every_length_in_its_profile(t
               "mask": rng.standard_normal((b, n)).astype(np.float32)}
              for b, n in ((1, 1), (3, 17), (16, 64))]
     _compare(model.onnx, plan, feeds, atol=1e-5, rtol=1e-5)
+
+
+
+def test_a_plan_with_dynamic_height_and_width_takes_every_size_in_its_profile(tmp_path: Path):
+    from polygraphy.backend.trt import engine_from_path
+
+    make_upscaler(tmp_path / "up.onnx")
+    model = parse_spec(UPSCALER_SPEC, tmp_path / "models.yaml").models[0]
+    options = plan_options(model, inspect_onnx(model.onnx), timing_cache=None)
+    plan = build_engine(model.onnx, tmp_path / "up.plan", options)
+
+    engine = engine_from_path(str(plan))
+    assert engine.num_optimization_profiles == 1
+    assert [tuple(s) for s in engine.get_tensor_profile_shape("low_res", 0)] == [
+        (1, 1, 8, 8), (1, 1, 32, 32), (4, 1, 64, 64)]
+    assert tuple(engine.get_tensor_shape("low_res")) == (-1, 1, -1, -1)
+    rng = np.random.default_rng(4)
+    feeds = [{"low_res": rng.standard_normal((b, 1, h, w)).astype(np.float32)}
+             for b, h, w in ((1, 8, 8), (2, 17, 40), (4, 64, 64))]
+    _compare(model.onnx, plan, feeds, atol=1e-4, rtol=1e-4)

@@ -21,7 +21,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from tests.onnx_factories import make_classifier, make_image_model
+from tests.onnx_factories import UPSCALER_SPEC, make_classifier, make_image_model, make_upscaler
 from tests.tensorrt_double import (
     clear_polygraphy_tensorrt_cache,
     double_record,
@@ -439,6 +439,21 @@ def test_build_engine_without_compatibility_or_cache(
     assert build.config.hardware_compatibility_level is None  # TensorRT's default: this GPU
     assert "VERSION_COMPATIBLE" not in build.config.flags
     assert build.config.memory_pool_limits == {"WORKSPACE": 1024 * MIB}
+
+
+def test_build_engine_profiles_height_and_width_besides_batch(
+    tmp_path: Path, trt: types.ModuleType
+):
+    up_onnx = make_upscaler(tmp_path / "up.onnx")
+    model, info = _model(tmp_path, UPSCALER_SPEC)
+
+    build_engine(up_onnx, tmp_path / "up.plan", plan_options(model, info, timing_cache=None))
+
+    (build,) = double_record(trt).builds
+    assert build.config.profiles == [
+        {"low_res": ((1, 1, 8, 8), (1, 1, 32, 32), (4, 1, 64, 64))},
+    ]
+    assert uncovered_dynamic_dims(build.network, build.config) == []
 
 
 def test_same_compute_capability_resolves_only_where_tensorrt_has_it(
