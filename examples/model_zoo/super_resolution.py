@@ -16,6 +16,7 @@ skips the rebuild.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -37,7 +38,8 @@ from sklearn.datasets import load_sample_images
 from torch import nn
 
 from examples import model_zoo
-from examples.model_zoo import ModelZooError, export, stamp
+from examples.model_zoo import ModelZooError, espcn, export, stamp
+from examples.model_zoo.espcn import espcn_x2
 from examples.model_zoo.export import deterministic_torch, write_npz
 from examples.model_zoo.stamp import (
     STAMP_FILE,
@@ -66,8 +68,8 @@ TARGET_KEY = "target"  # holdout.npz: HR luma tiles [N, 1, 2h, 2w] float32 in [0
 SKIMAGE_TRAIN = ("camera", "chelsea", "coins", "page", "text", "rocket",
                  "hubble_deep_field", "immunohistochemistry", "grass", "gravel", "brick")
 SKLEARN_TRAIN = ("china",)
+TRAIN = (*(("skimage", n) for n in SKIMAGE_TRAIN), *(("sklearn", n) for n in SKLEARN_TRAIN))
 HOLDOUT = (("skimage", "astronaut"), ("skimage", "coffee"), ("sklearn", "flower"))
-SKIP_KERNEL = 5  # the learned linear upscale (bicubic at the start)
 HOLDOUT_SIZE = 256  # HR center crop (pixels a side) of each held-out image
 HOLDOUT_TILE = 64  # LR tile size (pixels a side) in holdout.npz
 
@@ -98,71 +100,6 @@ class SuperResolutionArtifacts:
     cached: bool
 
 
-# --- model --------------------------------------------------------------------------------
-
-
-def _cubic(distance: float, a: float = -0.5) -> float:
-    """Keys' cubic convolution kernel (a = -0.5: PIL's BICUBIC)."""
-    d = abs(distance)
-    if d <= 1:
-        return (a + 2) * d ** 3 - (a + 3) * d ** 2 + 1
-    if d < 2:
-        return a * d ** 3 - 5 * a * d ** 2 + 8 * a * d - 4 * a
-    return 0.0
-
-
-def bicubic_phases(size: int) -> torch.Tensor:
-    """Weights [SCALE**2, 1, size, size] of a conv whose PixelShuffle is the bicubic x2 upscale
-    (half-pixel centres, as PIL): output pixel SCALE*i + p samples the input at i + (p + 0.5) /
-    SCALE - 0.5."""
-    centre = size // 2
-    taps = []
-    for phase in range(SCALE):
-        offset = (phase + 0.5) / SCALE - 0.5
-        taps.append([_cubic(k - centre - offset) for k in range(size)])
-    rows = torch.tensor(taps, dtype=torch.float64)
-    rows = rows / rows.sum(dim=1, keepdim=True)
-    kernels = [torch.outer(rows[py], rows[px]) for py in range(SCALE) for px in range(SCALE)]
-    return torch.stack(kernels)[:, None].to(torch.float32)
-
-
-class ESPCN(nn.Module):
-    """A sub-pixel CNN over a learned linear upscale, both on the LR grid, then
-    PixelShuffle(2) and a clamp to [0, 1].
-
-    body: conv5x5 1->features, tanh, conv3x3 ->hidden, tanh, conv3x3 ->4 (zero-initialised);
-    skip: conv5x5 1->4 initialised to the bicubic x2 phases, so training starts at bicubic.
-    [N, 1, H, W] luma in [0, 1] -> [N, 1, 2H, 2W]; batch, height and width are dynamic.
-    """
-
-    def __init__(self, features: int = 32, hidden: int = 32) -> None:
-        super().__init__()
-        channels = SCALE * SCALE
-        self.body = nn.Sequential(
-            nn.Conv2d(1, features, kernel_size=5, padding=2), nn.Tanh(),
-            nn.Conv2d(features, hidden, kernel_size=3, padding=1), nn.Tanh(),
-            nn.Conv2d(hidden, channels, kernel_size=3, padding=1),
-        )
-        self.skip = nn.Conv2d(1, channels, kernel_size=SKIP_KERNEL, padding=SKIP_KERNEL // 2,
-                              bias=False)
-        self.shuffle = nn.PixelShuffle(SCALE)
-        last = self.body[-1]
-        assert isinstance(last, nn.Conv2d)
-        with torch.no_grad():
-            nn.init.zeros_(last.weight)
-            if last.bias is not None:
-                nn.init.zeros_(last.bias)
-            self.skip.weight.copy_(bicubic_phases(SKIP_KERNEL))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(self.shuffle(self.body(x) + self.skip(x)), 0.0, 1.0)
-
-
-def espcn_x2() -> nn.Module:
-    """An untrained ESPCN x2 (the architecture espcn_x2.pt's state_dict belongs to)."""
-    return ESPCN()
-
-
 # --- data ---------------------------------------------------------------------------------
 
 
@@ -176,12 +113,18 @@ def _skimage_rgb(name: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
+@functools.cache
+def _sklearn_images() -> dict[str, np.ndarray]:
+    bundle = load_sample_images()  # decodes every bundled JPEG
+    return {Path(path).stem: image
+            for path, image in zip(bundle.filenames, bundle.images, strict=True)}
+
+
 def _sklearn_rgb(name: str) -> np.ndarray:
-    bundle = load_sample_images()
-    for path, image in zip(bundle.filenames, bundle.images, strict=True):
-        if Path(path).stem == name:
-            return np.ascontiguousarray(image)
-    raise ModelZooError(f"scikit-learn has no sample image {name!r}")
+    images = _sklearn_images()
+    if name not in images:
+        raise ModelZooError(f"scikit-learn has no sample image {name!r}")
+    return np.ascontiguousarray(images[name])
 
 
 def load_photo(source: str, name: str) -> np.ndarray:
@@ -211,12 +154,8 @@ def luma_pair(hr_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def training_pairs() -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(LR Y, HR Y) of every training photograph; never a held-out one."""
-    held = {name for _, name in HOLDOUT}
-    names = [("skimage", n) for n in SKIMAGE_TRAIN] + [("sklearn", n) for n in SKLEARN_TRAIN]
-    if held & {n for _, n in names}:
-        raise ModelZooError(f"held-out images {sorted(held)} are listed for training")
     pairs = []
-    for source, name in names:
+    for source, name in TRAIN:
         low, high = luma_pair(load_photo(source, name))
         pairs.append((torch.from_numpy(low), torch.from_numpy(high)))
     return pairs
@@ -271,12 +210,12 @@ def train(pairs: list[tuple[torch.Tensor, torch.Tensor]], config: TrainingConfig
 # --- evaluation ---------------------------------------------------------------------------
 
 
-def upscale_served(model: nn.Module, low_res_png: bytes) -> np.ndarray:
-    """The served pipeline in process: LR PNG -> decode_ycbcr -> model -> encode_upscaled ->
-    uint8 RGB at twice the size."""
-    low = np.asarray(Image.open(io.BytesIO(low_res_png)))
-    luma_lr, chroma, errors = sr.decode_ycbcr([low_res_png], max_height=low.shape[0],
-                                              max_width=low.shape[1])
+def upscale_served(model: nn.Module, low_res_png: bytes, *, max_height: int,
+                   max_width: int) -> np.ndarray:
+    """The served pipeline in process: LR PNG -> decode_ycbcr (with the step's size bound)
+    -> model -> encode_upscaled -> uint8 RGB at twice the size."""
+    luma_lr, chroma, errors = sr.decode_ycbcr([low_res_png], max_height=max_height,
+                                              max_width=max_width)
     if errors:
         raise ModelZooError(f"the served decode refused a held-out image: {errors}")
     with torch.no_grad():
@@ -292,8 +231,10 @@ def evaluate(model: nn.Module, holdout: dict[str, np.ndarray]) -> dict[str, dict
     figures = {}
     for name, hr in holdout.items():
         low = sr.downscale(hr, SCALE)
-        model_psnr = sr.psnr_y(upscale_served(model, sr.encode_png(low)), hr)
-        baseline = sr.bicubic_upscale(low, SCALE, size=(hr.shape[0], hr.shape[1]))
+        served = upscale_served(model, sr.encode_png(low), max_height=low.shape[0],
+                                max_width=low.shape[1])
+        model_psnr = sr.psnr_y(served, hr)
+        baseline = sr.bicubic_upscale(low, SCALE)
         bicubic_psnr = sr.psnr_y(baseline, hr)
         figures[name] = {"model_psnr": round(model_psnr, 4),
                          "bicubic_psnr": round(bicubic_psnr, 4),
@@ -330,11 +271,14 @@ def build_stamp(config: TrainingConfig) -> stamp.Stamp:
     settings.update({f"training.{k}": str(v) for k, v in asdict(config).items()})
     settings.update({"holdout": repr(HOLDOUT), "holdout_size": str(HOLDOUT_SIZE),
                      "holdout_tile": str(HOLDOUT_TILE), "min_gain_db": str(MIN_PSNR_GAIN_DB)})
-    modules = [model_zoo, export, stamp, processing_images, sr, sys.modules[__name__]]
+    modules = [model_zoo, espcn, export, stamp, processing_images, sr,
+               sys.modules[__name__]]
     return make_stamp(modules=modules, settings=settings)
 
 
-def _holdout_paths(out_dir: Path) -> tuple[Path, ...]:
+def holdout_paths(out_dir: Path) -> tuple[Path, ...]:
+    """The HR PNGs `build_super_resolution(out_dir)` writes (whole photographs never trained
+    on)."""
     return tuple(out_dir / HOLDOUT_DIR / f"{name}.png" for _, name in HOLDOUT)
 
 
@@ -359,7 +303,7 @@ def build_super_resolution(
     config = config or TrainingConfig()
     weights, holdout_npz = out_dir / WEIGHTS_FILE, out_dir / HOLDOUT_FILE
     metrics_path, stamp_path = out_dir / METRICS_FILE, out_dir / STAMP_FILE
-    pngs = _holdout_paths(out_dir)
+    pngs = holdout_paths(out_dir)
     wanted = build_stamp(config)
     if not force and is_up_to_date(stamp_path, wanted, [weights, holdout_npz, metrics_path,
                                                         *pngs]):
@@ -407,7 +351,7 @@ def build_super_resolution(
         "holdout": figures,
         "mean": {"model_psnr": round(mean_model, 4), "bicubic_psnr": round(mean_bicubic, 4),
                  "gain": round(gain, 4)},
-        "train_images": [n for n in SKIMAGE_TRAIN] + [n for n in SKLEARN_TRAIN],
+        "train_images": [name for _, name in TRAIN],
         "train_seconds": round(train_seconds, 1),  # wall clock: noisy on a shared host
         "train_cpu_seconds": round(train_cpu_seconds, 1),  # all threads together
         "training": asdict(config),

@@ -15,7 +15,7 @@ SPEC = """
 models:
   - name: sr
     pytorch:
-      factory: examples.model_zoo.super_resolution:espcn_x2
+      factory: examples.model_zoo.espcn:espcn_x2
       weights: artifacts/sr.pt
 {extra}      inputs:
         - name: low_res
@@ -44,7 +44,7 @@ def test_a_pytorch_source_gets_defaults_and_resolved_probes() -> None:
                        SOURCE).models[0]
     source = model.pytorch
     assert source is not None
-    assert source.factory == "examples.model_zoo.super_resolution:espcn_x2"
+    assert source.factory == "examples.model_zoo.espcn:espcn_x2"
     assert source.weights == SOURCE.resolve().parent / "artifacts" / "sr.pt"
     assert (source.exporter, source.opset, source.tolerance) == (ExporterKind.DYNAMO, 18, 1e-4)
     (tensor,) = source.inputs
@@ -99,7 +99,7 @@ def test_integer_inputs_take_a_high_bound() -> None:
     (spec_text(axes="{0: batch, 1: channels}"),
      "models[0].pytorch.inputs[0].dynamic_axes.1: axis 1 (channels) has example size 1: "
      "torch.export fixes sizes 0 and 1"),
-    (spec_text().replace("examples.model_zoo.super_resolution:espcn_x2", "espcn_x2"),
+    (spec_text().replace("examples.model_zoo.espcn:espcn_x2", "espcn_x2"),
      "models[0].pytorch.factory: 'espcn_x2' must look like 'package.module:function'"),
     (spec_text().replace("FP32", "FP8"), "models[0].pytorch.inputs[0].dtype: must be one of"),
     (spec_text().replace("FP32", "BYTES"),

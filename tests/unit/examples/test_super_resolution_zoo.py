@@ -1,9 +1,10 @@
-"""examples.model_zoo.super_resolution: the network factory (shapes, torch.export with dynamic
-axes), its bicubic start, the data split and the holdout tiles. No training here."""
+"""examples.model_zoo.espcn and .super_resolution: the network factory (shapes, torch.export
+with dynamic axes), its bicubic start, the data split and the holdout tiles. No training here."""
 
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +13,12 @@ from torch.export import Dim
 
 from examples.model_zoo import ModelZooError
 from examples.model_zoo import super_resolution as zoo
+from examples.model_zoo.espcn import espcn_x2
 from tritonkit.processing import super_resolution as sr
 
 
 def test_factory_upscales_by_two_at_any_size() -> None:
-    model = zoo.espcn_x2().eval()
+    model = espcn_x2().eval()
     with torch.no_grad():
         out = model(torch.rand(1, 1, 5, 7))
         assert out.shape == (1, 1, 10, 14) and out.dtype == torch.float32
@@ -25,7 +27,7 @@ def test_factory_upscales_by_two_at_any_size() -> None:
 
 
 def test_factory_exports_with_dynamic_batch_height_and_width() -> None:
-    model = zoo.espcn_x2().eval()
+    model = espcn_x2().eval()
     x = torch.rand(2, 1, 6, 9)
     program = torch.export.export(
         model, (x,), dynamic_shapes={"x": {0: Dim("batch"), 2: Dim("height"), 3: Dim("width")}})
@@ -35,13 +37,13 @@ def test_factory_exports_with_dynamic_batch_height_and_width() -> None:
 
 
 def test_factory_state_dict_round_trips_through_the_weights_format() -> None:
-    trained = zoo.espcn_x2()
+    trained = espcn_x2()
     with torch.no_grad():
         for parameter in trained.parameters():
             parameter.add_(0.01)
     data = zoo.state_dict_bytes(trained)
     assert zoo.state_dict_bytes(trained) == data  # reproducible bytes
-    fresh = zoo.espcn_x2()
+    fresh = espcn_x2()
     fresh.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
     x = torch.rand(1, 1, 8, 8)
     with torch.no_grad():
@@ -52,7 +54,7 @@ def test_untrained_network_is_the_bicubic_upscale_inside_the_border() -> None:
     rng = np.random.default_rng(0)
     low = np.clip(rng.normal(128, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
     with torch.no_grad():
-        y = zoo.espcn_x2()(torch.from_numpy(sr.luma(low)[None, None] / 255.0).float())
+        y = espcn_x2()(torch.from_numpy(sr.luma(low)[None, None] / 255.0).float())
     bicubic = sr.luma(sr.bicubic_upscale(low)).astype(np.float32) / 255
     inner = (slice(4, -4), slice(4, -4))
     assert np.abs(y.numpy()[0, 0][inner] - bicubic[inner]).max() < 3 / 255
@@ -62,6 +64,12 @@ def test_holdout_images_are_never_trained_on_and_both_sources_are_held_out() -> 
     held = {name for _, name in zoo.HOLDOUT}
     assert not held & set(zoo.SKIMAGE_TRAIN + zoo.SKLEARN_TRAIN)
     assert {source for source, _ in zoo.HOLDOUT} == {"skimage", "sklearn"}
+
+
+def test_holdout_paths_are_one_png_per_held_out_image(tmp_path: Path) -> None:
+    paths = zoo.holdout_paths(tmp_path)
+    assert [p.stem for p in paths] == [name for _, name in zoo.HOLDOUT]
+    assert all(p.parent == tmp_path / zoo.HOLDOUT_DIR for p in paths)
 
 
 def test_holdout_tiles_pair_low_and_high_resolution() -> None:
