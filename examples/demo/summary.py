@@ -7,10 +7,10 @@ from examples.demo.detection import DetectionReport
 from examples.demo.digits import DigitsReport
 from examples.demo.embeddings import EmbeddingReport
 from examples.demo.super_resolution import TOLERANCE_DB, SuperResolutionReport
+from examples.model_zoo.super_resolution import MIN_PSNR_GAIN_DB
 
 MIN_MAP50 = 0.8
 MIN_COSINE = 0.999
-MIN_PSNR_GAIN_DB = 1.0  # served PSNR must beat bicubic by this much
 
 
 def summary_lines(digits: DigitsReport, detection: DetectionReport,

@@ -47,10 +47,6 @@ class SuperResolutionReport:
     bicubic_psnr: float  # PIL bicubic upscale of the same LR images, dB
     runs: tuple[SuperResolutionRun, ...]
 
-    @property
-    def consistent(self) -> bool:
-        return all(abs(r.psnr - self.reference_psnr) <= TOLERANCE_DB for r in self.runs)
-
 
 @dataclass(frozen=True, kw_only=True)
 class HeldOutImage:
@@ -60,12 +56,6 @@ class HeldOutImage:
     high_res: np.ndarray  # uint8 RGB [H, W, 3], H and W even
     low_res: np.ndarray  # uint8 RGB [H/2, W/2, 3]
     low_res_png: bytes
-
-
-def holdout_paths(artifacts: Path) -> tuple[Path, ...]:
-    """The HR PNGs `build_super_resolution(artifacts)` wrote (whole photographs never trained
-    on)."""
-    return tuple(artifacts / zoo.HOLDOUT_DIR / f"{name}.png" for _, name in zoo.HOLDOUT)
 
 
 def decode_rgb(png: bytes) -> np.ndarray:
@@ -96,9 +86,7 @@ def mean_psnr(upscaled: Sequence[np.ndarray], images: Sequence[HeldOutImage]) ->
 
 def bicubic_psnr(images: Sequence[HeldOutImage]) -> float:
     """The baseline: PIL bicubic upscale of each LR image to its HR size."""
-    return mean_psnr([sr.bicubic_upscale(i.low_res, zoo.SCALE,
-                                         size=(i.high_res.shape[0], i.high_res.shape[1]))
-                      for i in images], images)
+    return mean_psnr([sr.bicubic_upscale(i.low_res, zoo.SCALE) for i in images], images)
 
 
 def reference_upscale(repository: Path, spec: BuildSpec,
@@ -119,7 +107,7 @@ def run_super_resolution(repository: Path, spec: BuildSpec, urls: ServerURLs, *,
                          images: Sequence[Path] | None = None) -> SuperResolutionReport:
     """Served (HTTP, gRPC), in-process and bicubic mean PSNR on the held-out photographs
     (default: artifacts/super_resolution/holdout/ next to the spec)."""
-    paths = tuple(images) if images is not None else holdout_paths(
+    paths = tuple(images) if images is not None else zoo.holdout_paths(
         spec.base_dir / "artifacts" / "super_resolution")
     held_out = [held_out_image(p) for p in paths]
     reference = mean_psnr(reference_upscale(repository, spec, held_out), held_out)

@@ -16,7 +16,6 @@ from examples.demo.super_resolution import (
     bicubic_psnr,
     decode_rgb,
     held_out_image,
-    holdout_paths,
     mean_psnr,
 )
 from examples.model_zoo import super_resolution as zoo
@@ -47,12 +46,6 @@ def test_held_out_image_is_degraded_as_the_zoo_evaluates(tmp_path: Path) -> None
     np.testing.assert_array_equal(image.high_res, hr[:40])
     np.testing.assert_array_equal(image.low_res, sr.downscale(hr[:40], zoo.SCALE))
     np.testing.assert_array_equal(decode_rgb(image.low_res_png), image.low_res)
-
-
-def test_holdout_paths_are_the_zoo_holdout(tmp_path: Path) -> None:
-    paths = holdout_paths(tmp_path)
-    assert [p.stem for p in paths] == [name for _, name in zoo.HOLDOUT]
-    assert all(p.parent == tmp_path / zoo.HOLDOUT_DIR for p in paths)
 
 
 def test_mean_psnr_and_bicubic_baseline(tmp_path: Path) -> None:
