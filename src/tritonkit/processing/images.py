@@ -82,8 +82,11 @@ def _png_declared_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode one PNG or JPEG fully; raise InvalidImageError naming what is wrong with it."""
+def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode one PNG or JPEG fully; raise InvalidImageError naming what is wrong with it.
+    `max_size` (height, width) bounds each side; like `max_pixels`, it is checked on the
+    header's size, before any pixel is decoded."""
     if not isinstance(blob, bytes | bytearray | memoryview):
         raise InvalidImageError(f"expected encoded image bytes, got {type(blob).__name__}")
     data = bytes(blob)
@@ -107,6 +110,10 @@ def decode_image(blob: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"{fmt.value} image has empty dimensions {width}x{height}")
+    if max_size is not None and (height > max_size[0] or width > max_size[1]):
+        raise InvalidImageError(
+            f"image is {height}x{width} (height x width), above this model's bound of "
+            f"{max_size[0]}x{max_size[1]}")
     if width * height > max_pixels:
         raise InvalidImageError(
             f"{fmt.value} image is {width}x{height} = {width * height} pixels, "

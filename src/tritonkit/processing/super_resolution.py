@@ -10,7 +10,6 @@ identical images give a finite figure.
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -47,13 +46,6 @@ def ycbcr(rgb: np.ndarray) -> np.ndarray:
 def luma(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB [H, W, 3] -> uint8 Y [H, W]."""
     return ycbcr(rgb)[..., 0]
-
-
-def split_ycbcr(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
-    """Any PIL image -> (Y float32 [1, H, W], CbCr float32 [2, H, W]), both in [0, 1]."""
-    planes = np.asarray(to_rgb(image).convert("YCbCr")).transpose(2, 0, 1)
-    scaled = planes.astype(np.float32) * np.float32(1.0 / 255.0)
-    return scaled[:1], scaled[1:]
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -98,34 +90,6 @@ def encode_png(rgb: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _header_size(blob: object) -> tuple[int, int] | None:
-    """(width, height) from the header of a PNG/JPEG, or None when it cannot be read (the full
-    decode then reports why)."""
-    if not isinstance(blob, bytes | bytearray | memoryview):
-        return None
-    data = bytes(blob)
-    try:
-        fmt = images.sniff_format(data)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=(fmt.value,)) as image:
-                return image.size
-    except (InvalidImageError, Image.DecompressionBombError, OSError, SyntaxError,
-            ValueError, EOFError):
-        return None
-
-
-def decode_bounded(blob: bytes, *, max_height: int, max_width: int) -> Image.Image:
-    """Decode one PNG/JPEG no larger than max_height x max_width; InvalidImageError otherwise
-    (the size is read from the header: an oversized image is never decoded)."""
-    size = _header_size(blob)
-    if size is not None and (size[0] > max_width or size[1] > max_height):
-        raise InvalidImageError(
-            f"image is {size[1]}x{size[0]} (height x width), above this model's bound of "
-            f"{max_height}x{max_width}")
-    return images.decode_image(blob, max_pixels=max_height * max_width)
-
-
 def decode_ycbcr(
     blobs: Sequence[bytes], *, max_height: int, max_width: int,
 ) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
@@ -144,7 +108,8 @@ def decode_ycbcr(
     decoded: dict[int, np.ndarray] = {}
     for row, blob in enumerate(blobs):
         try:
-            image = to_rgb(decode_bounded(blob, max_height=max_height, max_width=max_width))
+            image = to_rgb(images.decode_image(blob, max_pixels=max_height * max_width,
+                                               max_size=(max_height, max_width)))
         except InvalidImageError as e:
             errors[row] = str(e)
             continue
