@@ -422,13 +422,14 @@ def export_model(model: ModelSpec, *, base_dir: Path, cache: ArtifactCache,
     source = model.pytorch
     if source is None:
         raise ToolkitError(f"model {model.name!r} has no PyTorch source")
-    key = cache_key("export", export_inputs(model, base_dir=base_dir))
+    inputs = export_inputs(model, base_dir=base_dir)
+    key = cache_key("export", inputs)
 
     def export(tmp: Path) -> None:
         if on_step is not None:
             on_step(f"{model.name}: export {source.description} ({source.exporter.value} "
                     "exporter) and check it against PyTorch")
-        export_source(model, tmp, base_dir=base_dir)
+        export_source(model, tmp, base_dir=base_dir, inputs=inputs)
 
     entry, cached = cache.produce("exports", key, export)
     record = read_export_record(entry / EXPORT_RECORD_NAME)

@@ -7,7 +7,6 @@ builder caches exports by it). Neither imports torch until an export actually ru
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -82,7 +81,7 @@ def export_inputs(model: ModelSpec, *, base_dir: Path) -> dict[str, Any]:
     return {
         "format": EXPORT_FORMAT,
         "factory": source.factory,
-        "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest() if module else None,
+        "module_sha256": sha256_file(module) if module else None,
         "weights_sha256": weights_sha,
         "inputs": [_canonical_input(t) for t in source.inputs],
         "outputs": list(source.outputs),
@@ -94,16 +93,20 @@ def export_inputs(model: ModelSpec, *, base_dir: Path) -> dict[str, Any]:
     }
 
 
-def export_source(model: ModelSpec, out_dir: Path, *, base_dir: Path) -> ExportRecord:
+def export_source(model: ModelSpec, out_dir: Path, *, base_dir: Path,
+                  inputs: dict[str, Any] | None = None) -> ExportRecord:
     """Export `model`'s PyTorch source to `out_dir/model.onnx`, prove its declared axes
-    dynamic, check it against PyTorch, and write `out_dir/export.json`. Raises ExportError."""
+    dynamic, check it against PyTorch, and write `out_dir/export.json`. `inputs` is
+    `export_inputs(model, base_dir=base_dir)` where the caller has it (the weights are then
+    not hashed again). Raises ExportError."""
     source = _source(model)
     where = f"model {model.name!r} (pytorch:{source.factory})"
     if importlib.util.find_spec("torch") is None:
         raise ExportError(f"{where}: exporting a PyTorch source needs torch and onnxscript: "
                           "pip install 'tritonkit[export]'")
     started = time.monotonic()
-    inputs = export_inputs(model, base_dir=base_dir)
+    if inputs is None:
+        inputs = export_inputs(model, base_dir=base_dir)
     module = factory_module_file(source.factory, base_dir)
     torch_model = load_pytorch_model(source, base_dir=base_dir, model_name=model.name)
     onnx_path = out_dir / EXPORTED_ONNX_NAME
