@@ -547,18 +547,17 @@ def compare(
                                            for k, v in truth.items()}
         acc.add(ref_out, cand_out, batch=batch, truth=part)
         start += rows
+    measured = acc.value()
     if metric is AccuracyMetric.MAP50_DELTA and acc.rows:
-        delta = acc.value()
         log.info("%s: mAP@0.5 reference %.4f, candidate %.4f (delta %.4f)", candidate,
-                 acc.reference_map, acc.candidate_map, delta)
+                 acc.reference_map, acc.candidate_map, measured)
     if metric is AccuracyMetric.PSNR_DELTA and acc.rows:
-        delta = acc.value()
         log.info("%s: PSNR reference %.4f dB, candidate %.4f dB (delta %.4f dB)", candidate,
-                 acc.reference_psnr, acc.candidate_psnr, delta)
+                 acc.reference_psnr, acc.candidate_psnr, measured)
     if acc.nonfinite_rows:
         log.warning("%s: %d of %d rows of output %r are inf/NaN where the reference is finite",
                     candidate, acc.nonfinite_rows, acc.rows, name)
-    return Comparison(metric=metric, measured=acc.value(), samples=total, output_name=name,
+    return Comparison(metric=metric, measured=measured, samples=total, output_name=name,
                       nonfinite_rows=acc.nonfinite_rows, evaluation=mode)
 
 
