@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from examples.model_zoo import ModelZooError
@@ -71,68 +72,67 @@ def _write_images(out: Path, count: int) -> int:
     return 0
 
 
-def _build_resnet(out: Path, *, force: bool, started: float) -> int:
-    try:
-        from examples.model_zoo.resnet import build_resnet  # noqa: PLC0415 -- torch loads only here
+def _resnet(args: argparse.Namespace, started: float) -> str:
+    from examples.model_zoo.resnet import build_resnet  # noqa: PLC0415 -- torch loads only here
 
-        result = build_resnet(out, force=force)
-    except ModelZooError as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    result = build_resnet(args.out, force=args.force)
     state = "cached" if result.cached else "built"
-    print(f"resnet {state} in {time.perf_counter() - started:.1f}s: "
-          f"{result.parameters} parameters; {result.onnx}, {result.labels}, {result.holdout}, "
-          f"{result.metrics}")
-    return 0
+    return (f"resnet {state} in {time.perf_counter() - started:.1f}s: "
+            f"{result.parameters} parameters; {result.onnx}, {result.labels}, {result.holdout}, "
+            f"{result.metrics}")
 
 
-def _build_detector(out: Path, *, force: bool, started: float) -> int:
-    try:
-        from examples.model_zoo.detector import build_detector  # noqa: PLC0415 -- torch loads only here
+def _detector(args: argparse.Namespace, started: float) -> str:
+    from examples.model_zoo.detector import build_detector  # noqa: PLC0415 -- torch loads only here
 
-        result = build_detector(out, force=force)
-    except ModelZooError as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    result = build_detector(args.out, force=args.force)
     state = "cached" if result.cached else f"trained in {result.train_seconds:.0f}s and built"
-    print(f"detector {state} ({time.perf_counter() - started:.1f}s): holdout mAP@0.5 "
-          f"{result.holdout_map50:.4f}; {result.onnx}, {result.labels}, {result.calibration}, "
-          f"{result.holdout}, {result.metrics}")
-    return 0
+    return (f"detector {state} ({time.perf_counter() - started:.1f}s): holdout mAP@0.5 "
+            f"{result.holdout_map50:.4f}; {result.onnx}, {result.labels}, {result.calibration}, "
+            f"{result.holdout}, {result.metrics}")
 
 
-def _build_text_encoder(out: Path, *, model_dir: Path | None, force: bool,
-                        started: float) -> int:
-    try:
-        from examples.model_zoo.text_encoder import export_text_encoder  # noqa: PLC0415
+def _text_encoder(args: argparse.Namespace, started: float) -> str:
+    from examples.model_zoo.text_encoder import export_text_encoder  # noqa: PLC0415
 
-        result = export_text_encoder(out, model_dir=model_dir, force=force)
-    except ModelZooError as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    result = export_text_encoder(args.out, model_dir=args.model_dir, force=args.force)
     state = "cached" if result.cached else "exported"
-    print(f"text encoder {state} in {time.perf_counter() - started:.1f}s: hidden size "
-          f"{result.hidden_size}, max length {result.max_length}, ONNX vs PyTorch cosine "
-          f"{result.export_cosine:.6f}; {result.onnx}, {result.tokenizer}, {result.holdout}")
-    return 0
+    return (f"text encoder {state} in {time.perf_counter() - started:.1f}s: hidden size "
+            f"{result.hidden_size}, max length {result.max_length}, ONNX vs PyTorch cosine "
+            f"{result.export_cosine:.6f}; {result.onnx}, {result.tokenizer}, {result.holdout}")
 
 
-def _build_super_resolution(out: Path, *, force: bool, started: float) -> int:
-    try:
-        from examples.model_zoo.super_resolution import (  # noqa: PLC0415 -- torch loads only here
-            build_super_resolution,
-        )
+def _super_resolution(args: argparse.Namespace, started: float) -> str:
+    from examples.model_zoo.super_resolution import (  # noqa: PLC0415 -- torch loads only here
+        build_super_resolution,
+    )
 
-        result = build_super_resolution(out, force=force)
-    except ModelZooError as e:
-        print(f"{type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    result = build_super_resolution(args.out, force=args.force)
     state = "cached" if result.cached else f"trained in {result.train_seconds:.0f}s and built"
-    print(f"super-resolution {state} ({time.perf_counter() - started:.1f}s): held-out mean PSNR "
-          f"{result.psnr_model:.2f} dB vs bicubic {result.psnr_bicubic:.2f} dB "
-          f"({result.psnr_model - result.psnr_bicubic:+.2f} dB); {result.weights}, "
-          f"{result.holdout}, {result.holdout_images[0].parent}, {result.metrics}")
-    return 0
+    return (f"super-resolution {state} ({time.perf_counter() - started:.1f}s): held-out mean "
+            f"PSNR {result.psnr_model:.2f} dB vs bicubic {result.psnr_bicubic:.2f} dB "
+            f"({result.psnr_model - result.psnr_bicubic:+.2f} dB); {result.weights}, "
+            f"{result.holdout}, {result.holdout_images[0].parent}, {result.metrics}")
+
+
+def _digits(args: argparse.Namespace, started: float) -> str:
+    from examples.model_zoo.digits import build_digits  # noqa: PLC0415 -- torch loads only here
+
+    result = build_digits(args.out, force=args.force)
+    state = "cached" if result.cached else "built"
+    return (f"digits {state} in {time.perf_counter() - started:.1f}s: "
+            f"test accuracy {result.test_accuracy:.4f}; {result.onnx}, {result.labels}, "
+            f"{result.calibration}, {result.holdout}, {result.metrics}")
+
+
+# Each builds one model (its imports load torch only when chosen) and returns its summary line.
+_BUILDERS: dict[str, Callable[[argparse.Namespace, float], str]] = {
+    "digits": _digits,
+    "resnet": _resnet,
+    "detector": _detector,
+    "text-encoder": _text_encoder,
+    "super-resolution": _super_resolution,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,26 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "digits-images":
         return _write_images(args.out, args.count)
     started = time.perf_counter()
-    if args.model == "resnet":
-        return _build_resnet(args.out, force=args.force, started=started)
-    if args.model == "detector":
-        return _build_detector(args.out, force=args.force, started=started)
-    if args.model == "super-resolution":
-        return _build_super_resolution(args.out, force=args.force, started=started)
-    if args.model == "text-encoder":
-        return _build_text_encoder(args.out, model_dir=args.model_dir, force=args.force,
-                                   started=started)
     try:
-        from examples.model_zoo.digits import build_digits  # noqa: PLC0415 -- torch loads only here
-
-        result = build_digits(args.out, force=args.force)
+        summary = _BUILDERS[args.model](args, started)
     except ModelZooError as e:
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    state = "cached" if result.cached else "built"
-    print(f"digits {state} in {time.perf_counter() - started:.1f}s: "
-          f"test accuracy {result.test_accuracy:.4f}; {result.onnx}, {result.labels}, "
-          f"{result.calibration}, {result.holdout}, {result.metrics}")
+    print(summary)
     return 0
 
 
