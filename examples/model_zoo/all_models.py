@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -95,29 +96,17 @@ def _run_one(model: str, artifacts: Path, printer: _Printer) -> BuildResult:
 def build_models(models: Sequence[str], *, artifacts: Path, jobs: int) -> list[BuildResult]:
     """Run the builders, at most `jobs` at a time in the given order; results in that order."""
     printer = _Printer(max(len(m) for m in models))
-    pending = list(models)
-    results: dict[str, BuildResult] = {}
-    lock = threading.Lock()
 
-    def worker() -> None:
-        while True:
-            with lock:
-                if not pending:
-                    return
-                model = pending.pop(0)
-            result = _run_one(model, artifacts, printer)
-            state = "ok" if result.ok else f"FAILED (exit {result.returncode})"
-            printer.line(model, f"{state} in {result.wall_s:.1f} s ({result.cpu_s:.1f} CPU s)")
-            with lock:
-                results[model] = result
+    def run_and_report(model: str) -> BuildResult:
+        result = _run_one(model, artifacts, printer)
+        state = "ok" if result.ok else f"FAILED (exit {result.returncode})"
+        printer.line(model, f"{state} in {result.wall_s:.1f} s ({result.cpu_s:.1f} CPU s)")
+        return result
 
-    threads = [threading.Thread(target=worker, name=f"builder-{i}")
-               for i in range(min(jobs, len(models)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return [results[m] for m in models]
+    # the pool takes work first in, first out: the builders start in the order given
+    with ThreadPoolExecutor(max_workers=min(jobs, len(models)),
+                            thread_name_prefix="builder") as pool:
+        return list(pool.map(run_and_report, models))
 
 
 def _parser() -> argparse.ArgumentParser:
