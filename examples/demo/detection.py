@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tritonkit_client import Detection, connect, detect
+from tritonkit_client import Detection, detect
 
+from examples.demo.protocols import over_protocols
 from examples.model_zoo.shapes import ShapesImage, Split, make_split
 from tritonkit.build import ReferencePipeline
 from tritonkit.processing import ImageDetections, mean_average_precision
@@ -78,15 +78,10 @@ def run_detection(repository: Path, spec: BuildSpec, urls: ServerURLs, *,
     images = tuple(images) if images is not None else demo_images()
     truth = ground_truth(images)
     reference = mean_average_precision(reference_detections(repository, spec, images), truth)
-    runs = []
-    for protocol, url in (("HTTP", urls.http), ("gRPC", urls.grpc)):
-        started = time.monotonic()
-        with connect(url, timeout_s=60) as client:
-            client.wait_until_ready(models=[PIPELINE], timeout_s=60)
-            found = detect(client, PIPELINE, [i.png for i in images])
-        runs.append(DetectionRun(
-            protocol=protocol, seconds=time.monotonic() - started,
-            map50=mean_average_precision(as_image_detections(found), truth),
-            detections=sum(len(f) for f in found)))
+    runs = [DetectionRun(protocol=protocol, seconds=seconds,
+                         map50=mean_average_precision(as_image_detections(found), truth),
+                         detections=sum(len(f) for f in found))
+            for protocol, found, seconds in over_protocols(
+                urls, PIPELINE, lambda client: detect(client, PIPELINE, [i.png for i in images]))]
     return DetectionReport(images=len(images), objects=sum(len(i.classes) for i in images),
                            reference_map50=reference, runs=tuple(runs))

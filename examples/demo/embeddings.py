@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tritonkit_client import connect, embed
+from tritonkit_client import embed
 
+from examples.demo.protocols import over_protocols
 from tritonkit.build import ReferencePipeline
 from tritonkit.processing import cosine_similarity
 from tritonkit.server import ServerURLs
@@ -88,13 +88,9 @@ def run_embeddings(repository: Path, spec: BuildSpec, urls: ServerURLs, *,
     expected = sentence_transformers_embeddings(texts)
     in_process = reference_embeddings(repository, spec, texts)
     reference = float(cosine_similarity(in_process, expected).min())
-    runs = []
-    for protocol, url in (("HTTP", urls.http), ("gRPC", urls.grpc)):
-        started = time.monotonic()
-        with connect(url, timeout_s=60) as client:
-            client.wait_until_ready(models=[PIPELINE], timeout_s=60)
-            vectors = embed(client, PIPELINE, list(texts))
-        runs.append(EmbeddingRun(protocol=protocol, seconds=time.monotonic() - started,
-                                 min_cosine=float(cosine_similarity(vectors, expected).min())))
+    runs = [EmbeddingRun(protocol=protocol, seconds=seconds,
+                         min_cosine=float(cosine_similarity(vectors, expected).min()))
+            for protocol, vectors, seconds in over_protocols(
+                urls, PIPELINE, lambda client: embed(client, PIPELINE, list(texts)))]
     return EmbeddingReport(sentences=len(texts), reference_min_cosine=reference,
                            runs=tuple(runs))

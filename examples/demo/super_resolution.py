@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import io
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tritonkit_client import connect, upscale
+from tritonkit_client import upscale
 
+from examples.demo.protocols import over_protocols
 from examples.model_zoo import super_resolution as zoo
 from tritonkit.build import ReferencePipeline, export_pytorch_sources
 from tritonkit.errors import ToolkitError
@@ -111,14 +111,10 @@ def run_super_resolution(repository: Path, spec: BuildSpec, urls: ServerURLs, *,
         spec.base_dir / "artifacts" / "super_resolution")
     held_out = [held_out_image(p) for p in paths]
     reference = mean_psnr(reference_upscale(repository, spec, held_out), held_out)
-    runs = []
-    for protocol, url in (("HTTP", urls.http), ("gRPC", urls.grpc)):
-        started = time.monotonic()
-        with connect(url, timeout_s=60) as client:
-            client.wait_until_ready(models=[PIPELINE], timeout_s=60)
-            results = upscale(client, PIPELINE, [i.low_res_png for i in held_out])
-        served = mean_psnr([decode_rgb(r.png) for r in results], held_out)
-        runs.append(SuperResolutionRun(protocol=protocol, psnr=served,
-                                       seconds=time.monotonic() - started))
+    runs = [SuperResolutionRun(protocol=protocol, seconds=seconds,
+                               psnr=mean_psnr([decode_rgb(r.png) for r in results], held_out))
+            for protocol, results, seconds in over_protocols(
+                urls, PIPELINE,
+                lambda client: upscale(client, PIPELINE, [i.low_res_png for i in held_out]))]
     return SuperResolutionReport(images=len(held_out), reference_psnr=reference,
                                  bicubic_psnr=bicubic_psnr(held_out), runs=tuple(runs))
