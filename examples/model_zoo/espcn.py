@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tritonkit.processing.super_resolution import SCALE
+from tritonkit.processing import super_resolution as sr
 
+SCALE = sr.SCALE
 SKIP_KERNEL = 5  # the learned linear upscale (bicubic at the start)
 
 
